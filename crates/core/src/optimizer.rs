@@ -1,0 +1,162 @@
+//! One optimizer step over all parameters of a model.
+//!
+//! Each parameter group gets its own [`TensorOptimizer`], built by a registered plugin from the
+//! group's settings. [`ModelOptimizer::step`] first computes the global quantities some optimizers
+//! need (the global gradient norm for clipping), then updates every tensor.
+
+use crate::groups::{Assignment, DecayMode, GroupSettings, OptimizerSetup};
+use crate::params::{ParamInfo, ParamSlot};
+use crate::registry;
+use crate::transforms;
+use anyhow::{Context, Result};
+use burn::tensor::Tensor;
+
+/// What a plugin knows about the group it optimizes.
+#[derive(Clone, Debug)]
+pub struct GroupContext {
+    /// Config path of the group (`optimizer.default` or `optimizer.groups.NAME`), for errors.
+    pub prefix: String,
+    pub weight_decay: f64,
+    /// `None`: the optimizer's own convention.
+    pub decay_mode: Option<DecayMode>,
+    /// `None`: the optimizer's own default.
+    pub trust_ratio: Option<bool>,
+}
+
+/// Per-step inputs shared by all tensors.
+pub struct StepContext<'a> {
+    /// The schedule's learning rate times the group's `lr_scale`.
+    pub lr: f64,
+    /// The 1-based index of this update (for bias correction).
+    pub step: u64,
+    /// `sqrt(sum over all parameters of ||g||^2)`, present when any group asked for it.
+    pub global_grad_norm: Option<&'a Tensor<1>>,
+}
+
+/// A per-tensor optimizer: the composition of transforms one group applies.
+pub trait TensorOptimizer: Send + Sync {
+    /// How many state tensors (each shaped like the parameter, zero at start) it keeps.
+    fn state_slots(&self) -> usize;
+    /// Whether [`StepContext::global_grad_norm`] is needed.
+    fn needs_global_grad_norm(&self) -> bool {
+        false
+    }
+    /// Returns the new parameter value and updates `state` in place.
+    fn step(
+        &self,
+        ctx: &StepContext,
+        param: Tensor<1>,
+        grad: Tensor<1>,
+        state: &mut [Tensor<1>],
+    ) -> Tensor<1>;
+}
+
+/// The optimizer of a whole model: groups, their optimizers, per-parameter state.
+pub struct ModelOptimizer {
+    params: Vec<ParamInfo>,
+    assignment: Assignment,
+    optimizers: Vec<Box<dyn TensorOptimizer>>,
+    states: Vec<Vec<Tensor<1>>>,
+    steps_done: u64,
+    needs_global_norm: bool,
+}
+
+impl ModelOptimizer {
+    /// Assigns `params` to groups and builds each group's optimizer from the registry.
+    pub fn new(setup: &OptimizerSetup, params: Vec<ParamInfo>) -> Result<Self> {
+        let assignment = setup.assign(&params)?;
+        let mut optimizers = Vec::new();
+        for (name, settings) in &assignment.groups {
+            optimizers.push(build_group(name, settings)?);
+        }
+        let needs_global_norm = optimizers.iter().any(|o| o.needs_global_grad_norm());
+        Ok(Self {
+            states: vec![Vec::new(); params.len()],
+            params,
+            assignment,
+            optimizers,
+            steps_done: 0,
+            needs_global_norm,
+        })
+    }
+
+    pub fn params(&self) -> &[ParamInfo] {
+        &self.params
+    }
+
+    /// Group name and settings for each group, and how many parameters (tensors, scalars) it has.
+    pub fn group_summary(&self) -> Vec<(String, GroupSettings, usize, usize)> {
+        let mut out: Vec<_> = self
+            .assignment
+            .groups
+            .iter()
+            .map(|(n, s)| (n.clone(), s.clone(), 0, 0))
+            .collect();
+        for (p, &g) in self.params.iter().zip(&self.assignment.group_of) {
+            out[g].2 += 1;
+            out[g].3 += p.numel();
+        }
+        out
+    }
+
+    /// The group name of each parameter.
+    pub fn group_of(&self, param_index: usize) -> &str {
+        &self.assignment.groups[self.assignment.group_of[param_index]].0
+    }
+
+    /// Number of updates applied so far.
+    pub fn steps_done(&self) -> u64 {
+        self.steps_done
+    }
+
+    /// One update of every parameter with the schedule's learning rate `lr`. `slots` are in
+    /// [`ModelOptimizer::params`] order; returns the new values in the same order.
+    pub fn step(&mut self, lr: f64, slots: Vec<ParamSlot>) -> Vec<Tensor<1>> {
+        assert_eq!(
+            slots.len(),
+            self.params.len(),
+            "one slot per parameter of the optimizer"
+        );
+        self.steps_done += 1;
+        let global = if self.needs_global_norm {
+            transforms::global_norm(slots.iter().map(|s| &s.grad))
+        } else {
+            None
+        };
+        let mut out = Vec::with_capacity(slots.len());
+        for (i, slot) in slots.into_iter().enumerate() {
+            let g = self.assignment.group_of[i];
+            let optimizer = &self.optimizers[g];
+            let state = &mut self.states[i];
+            if state.is_empty() {
+                *state = (0..optimizer.state_slots())
+                    .map(|_| slot.value.zeros_like())
+                    .collect();
+            }
+            let ctx = StepContext {
+                lr: lr * self.assignment.groups[g].1.lr_scale,
+                step: self.steps_done,
+                global_grad_norm: global.as_ref(),
+            };
+            out.push(optimizer.step(&ctx, slot.value, slot.grad, state));
+        }
+        out
+    }
+}
+
+fn build_group(name: &str, settings: &GroupSettings) -> Result<Box<dyn TensorOptimizer>> {
+    let prefix = if name == crate::groups::DEFAULT_GROUP {
+        "optimizer.default".to_string()
+    } else {
+        format!("optimizer.groups.{name}")
+    };
+    let plugin = registry::find(&settings.optimizer.name)
+        .with_context(|| format!("{prefix}.optimizer.name"))?;
+    let ctx = GroupContext {
+        prefix: prefix.clone(),
+        weight_decay: settings.weight_decay,
+        decay_mode: settings.decay_mode,
+        trust_ratio: settings.trust_ratio,
+    };
+    (plugin.build)(&settings.optimizer.config, &ctx)
+}

@@ -1,0 +1,75 @@
+//! The optimizer registry. Each optimizer crate submits one [`OptimizerPlugin`] with
+//! `bigbatch_core::inventory::submit!`; core never names a concrete optimizer.
+//!
+//! `inventory` collects plugins in an order that changes between builds, so [`plugins`] sorts by
+//! name and [`check`] rejects duplicate names.
+
+use crate::optimizer::{GroupContext, TensorOptimizer};
+use anyhow::{Result, bail};
+
+/// Builds a per-group optimizer from its RON configuration (as a JSON value) and the group's
+/// settings. Errors name the offending field.
+pub type BuildFn = fn(&serde_json::Value, &GroupContext) -> Result<Box<dyn TensorOptimizer>>;
+
+/// An optimizer that registers itself.
+pub struct OptimizerPlugin {
+    /// The name used in configs (`optimizer: (name: "lamb", ...)`).
+    pub name: &'static str,
+    /// One line for `bigbatch optimizers`.
+    pub description: &'static str,
+    /// The fields of the plugin's config, with defaults and sources.
+    pub config_doc: &'static str,
+    pub build: BuildFn,
+}
+
+inventory::collect!(OptimizerPlugin);
+
+/// All registered plugins, sorted by name.
+pub fn plugins() -> Vec<&'static OptimizerPlugin> {
+    let mut all: Vec<_> = inventory::iter::<OptimizerPlugin>.into_iter().collect();
+    all.sort_by_key(|p| p.name);
+    all
+}
+
+/// Errors if two plugins share a name.
+pub fn check() -> Result<()> {
+    let all = plugins();
+    for pair in all.windows(2) {
+        if pair[0].name == pair[1].name {
+            bail!(
+                "two optimizer plugins are registered as `{}`: optimizer names must be unique",
+                pair[0].name
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The plugin called `name`; an unknown name is an error listing the registered ones.
+pub fn find(name: &str) -> Result<&'static OptimizerPlugin> {
+    check()?;
+    let all = plugins();
+    match all.iter().find(|p| p.name == name) {
+        Some(p) => Ok(p),
+        None => bail!(
+            "unknown optimizer `{name}`; registered optimizers: {}",
+            all.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Deserialises a plugin's config, naming the failing field in the error.
+pub fn parse_config<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+    ctx: &GroupContext,
+) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path.is_empty() || path == "." {
+            String::new()
+        } else {
+            format!(".{path}")
+        };
+        anyhow::anyhow!("{}.optimizer.config{at}: {}", ctx.prefix, e.into_inner())
+    })
+}

@@ -1,0 +1,141 @@
+//! Small, named gradient transforms (after optax's `transform.py`), on flat rank-1 tensors.
+//! Optimizer crates are short compositions of these. Every function is pure: state goes in and
+//! comes out.
+
+use burn::tensor::Tensor;
+
+/// `||x||_2` as a one-element tensor (no host synchronisation).
+pub fn l2_norm(x: &Tensor<1>) -> Tensor<1> {
+    x.clone().square().sum().sqrt()
+}
+
+/// L2 regularisation: `g + lambda w` (optax `add_decayed_weights` applied to the gradient).
+pub fn add_l2(grad: Tensor<1>, param: &Tensor<1>, lambda: f64) -> Tensor<1> {
+    if lambda == 0.0 {
+        grad
+    } else {
+        grad + param.clone().mul_scalar(lambda)
+    }
+}
+
+/// Decoupled weight decay applied to the weights (Loshchilov & Hutter 2019; torch `AdamW`,
+/// optax `adamw`): `w - lr lambda w`.
+pub fn decoupled_decay(param: Tensor<1>, lr: f64, lambda: f64) -> Tensor<1> {
+    if lambda == 0.0 {
+        param
+    } else {
+        param.mul_scalar(1.0 - lr * lambda)
+    }
+}
+
+/// Heavy-ball / Nesterov trace without dampening (Nado et al. 2021, eq. in section 2.1.1; optax
+/// `trace`): `v <- mu v + g`; the update direction is `mu v + g` for Nesterov and `v` otherwise.
+/// Returns `(direction, new v)`.
+pub fn momentum(grad: Tensor<1>, velocity: Tensor<1>, mu: f64, nesterov: bool) -> (Tensor<1>, Tensor<1>) {
+    let v = velocity.mul_scalar(mu) + grad.clone();
+    let direction = if nesterov {
+        v.clone().mul_scalar(mu) + grad
+    } else {
+        v.clone()
+    };
+    (direction, v)
+}
+
+/// Adam moments (Kingma & Ba 2015; optax `scale_by_adam`): `m <- b1 m + (1-b1) g`,
+/// `v <- b2 v + (1-b2) g^2`. Returns `(new m, new v)`.
+pub fn adam_moments(
+    grad: Tensor<1>,
+    m: Tensor<1>,
+    v: Tensor<1>,
+    beta1: f64,
+    beta2: f64,
+) -> (Tensor<1>, Tensor<1>) {
+    let m = m.mul_scalar(beta1) + grad.clone().mul_scalar(1.0 - beta1);
+    let v = v.mul_scalar(beta2) + grad.square().mul_scalar(1.0 - beta2);
+    (m, v)
+}
+
+/// The Adam direction `m_hat / (sqrt(v_hat + eps_root) + eps)` where, with bias correction at
+/// 1-based step `t`, `m_hat = m / (1 - b1^t)` and `v_hat = v / (1 - b2^t)` (optax
+/// `scale_by_adam`); without it `m_hat = m`, `v_hat = v` (BERT's `AdamWeightDecayOptimizer`).
+#[allow(clippy::too_many_arguments)]
+pub fn adam_direction(
+    m: &Tensor<1>,
+    v: &Tensor<1>,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    eps_root: f64,
+    step: u64,
+    bias_correction: bool,
+) -> Tensor<1> {
+    let (c1, c2) = if bias_correction {
+        let t = step as i32;
+        (1.0 - beta1.powi(t), 1.0 - beta2.powi(t))
+    } else {
+        (1.0, 1.0)
+    };
+    let m_hat = m.clone().div_scalar(c1);
+    let v_hat = v.clone().div_scalar(c2);
+    m_hat / (v_hat.add_scalar(eps_root).sqrt().add_scalar(eps))
+}
+
+/// The layer-wise trust ratio `||w|| / ||u||`, and 1 where either norm is 0 (optax
+/// `scale_by_trust_ratio`, You et al. 2019). A one-element tensor.
+pub fn trust_ratio(param: &Tensor<1>, update: &Tensor<1>) -> Tensor<1> {
+    let w = l2_norm(param);
+    let u = l2_norm(update);
+    let both_positive = w.clone().greater_elem(0.0).bool_and(u.clone().greater_elem(0.0));
+    let ratio = w / u.clone().mask_fill(u.equal_elem(0.0), 1.0);
+    ratio.ones_like().mask_where(both_positive, ratio)
+}
+
+/// Scales a direction by a one-element trust ratio.
+pub fn scale_by(direction: Tensor<1>, ratio: Tensor<1>) -> Tensor<1> {
+    direction * ratio
+}
+
+/// The global norm `sqrt(sum_i ||g_i||^2)` over all gradients, as a one-element tensor.
+pub fn global_norm<'a>(grads: impl IntoIterator<Item = &'a Tensor<1>>) -> Option<Tensor<1>> {
+    grads
+        .into_iter()
+        .map(|g| g.clone().square().sum())
+        .reduce(|a, b| a + b)
+        .map(|s| s.sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    fn t(v: &[f32]) -> Tensor<1> {
+        Tensor::from_floats(v, &Device::flex())
+    }
+    fn vals(x: Tensor<1>) -> Vec<f32> {
+        x.into_data().try_to_vec().unwrap()
+    }
+
+    #[test]
+    fn trust_ratio_values() {
+        // ||(3,4)|| = 5, ||(0,1)|| = 1 -> 5
+        assert_eq!(vals(trust_ratio(&t(&[3.0, 4.0]), &t(&[0.0, 1.0]))), vec![5.0]);
+        assert_eq!(vals(trust_ratio(&t(&[0.0, 0.0]), &t(&[0.0, 1.0]))), vec![1.0]);
+        assert_eq!(vals(trust_ratio(&t(&[3.0, 4.0]), &t(&[0.0, 0.0]))), vec![1.0]);
+    }
+
+    #[test]
+    fn momentum_forms() {
+        let (d, v) = momentum(t(&[1.0]), t(&[2.0]), 0.5, false);
+        assert_eq!((vals(d), vals(v.clone())), (vec![2.0], vec![2.0]));
+        let (d, _) = momentum(t(&[1.0]), t(&[2.0]), 0.5, true);
+        assert_eq!(vals(d), vec![2.0]); // v = 2, 0.5*2 + 1
+    }
+
+    #[test]
+    fn global_norm_of_two() {
+        let a = t(&[3.0]);
+        let b = t(&[4.0]);
+        assert_eq!(vals(global_norm([&a, &b]).unwrap()), vec![5.0]);
+    }
+}

@@ -1,0 +1,161 @@
+//! LAMB (You et al. 2019), as composed by optax.lamb (`optax/_src/alias.py`):
+//! `scale_by_adam -> add_decayed_weights -> scale_by_trust_ratio -> scale_by_learning_rate`.
+//!
+//! ```text
+//! m <- b1 m + (1 - b1) g            v <- b2 v + (1 - b2) g^2
+//! r  = m_hat / (sqrt(v_hat + eps_root) + eps)     (m_hat, v_hat bias-corrected unless disabled)
+//! u  = r + lambda w                 (decoupled decay, LAMB's own convention)
+//! trust = ||w|| / ||u||, or 1 when either norm is 0   (skipped where trust_ratio is off)
+//! w <- w - lr trust u
+//! ```
+//!
+//! Options: `bias_correction: false` (NVIDIA/BERT-style LAMB without it), `trust_clip: true`
+//! (`min(trust, 1)`), `max_grad_norm: Some(1.0)` (clip by the global gradient norm first, as the
+//! BERT and NVIDIA LAMB implementations do: `g * max / max(global_norm, max)`). With
+//! `decay_mode: Some(L2)` the decay is added to the gradient before the moments instead.
+
+use anyhow::{Result, bail};
+use bigbatch_core::optimizer::{GroupContext, StepContext, TensorOptimizer};
+use bigbatch_core::registry::{OptimizerPlugin, parse_config};
+use bigbatch_core::transforms::{adam_direction, adam_moments, add_l2, scale_by, trust_ratio};
+use bigbatch_core::{DecayMode, inventory};
+use burn::tensor::Tensor;
+use serde::Deserialize;
+
+/// The RON config of `lamb`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LambConfig {
+    #[serde(default = "b1")]
+    pub beta1: f64,
+    #[serde(default = "b2")]
+    pub beta2: f64,
+    #[serde(default = "eps")]
+    pub eps: f64,
+    #[serde(default)]
+    pub eps_root: f64,
+    #[serde(default = "yes")]
+    pub bias_correction: bool,
+    #[serde(default)]
+    pub trust_clip: bool,
+    #[serde(default)]
+    pub max_grad_norm: Option<f64>,
+}
+
+fn b1() -> f64 {
+    0.9
+}
+fn b2() -> f64 {
+    0.999
+}
+fn eps() -> f64 {
+    1e-6
+}
+fn yes() -> bool {
+    true
+}
+
+const CONFIG_DOC: &str = "beta1: f64 = 0.9; beta2: f64 = 0.999; eps: f64 = 1e-6; eps_root: f64 = 0.0 \
+(optax.lamb defaults); bias_correction: bool = true; trust_clip: bool = false (min(trust, 1)); \
+max_grad_norm: Option<f64> = None (global-norm clipping, BERT/NVIDIA use Some(1.0))";
+
+/// LAMB for one parameter group.
+pub struct Lamb {
+    pub config: LambConfig,
+    pub weight_decay: f64,
+    pub decay_mode: DecayMode,
+    pub trust_ratio: bool,
+}
+
+impl TensorOptimizer for Lamb {
+    fn state_slots(&self) -> usize {
+        2
+    }
+
+    fn needs_global_grad_norm(&self) -> bool {
+        self.config.max_grad_norm.is_some()
+    }
+
+    fn step(
+        &self,
+        ctx: &StepContext,
+        param: Tensor<1>,
+        grad: Tensor<1>,
+        state: &mut [Tensor<1>],
+    ) -> Tensor<1> {
+        let c = &self.config;
+        let mut g = grad;
+        if let (Some(max), Some(norm)) = (c.max_grad_norm, ctx.global_grad_norm) {
+            // g * max / max(norm, max)
+            g = g * norm.clone().clamp_min(max).recip().mul_scalar(max);
+        }
+        if self.decay_mode == DecayMode::L2 {
+            g = add_l2(g, &param, self.weight_decay);
+        }
+        let (m, v) = adam_moments(g, state[0].clone(), state[1].clone(), c.beta1, c.beta2);
+        let mut u = adam_direction(
+            &m,
+            &v,
+            c.beta1,
+            c.beta2,
+            c.eps,
+            c.eps_root,
+            ctx.step,
+            c.bias_correction,
+        );
+        state[0] = m;
+        state[1] = v;
+        if self.decay_mode == DecayMode::Decoupled {
+            u = add_l2(u, &param, self.weight_decay);
+        }
+        if self.trust_ratio {
+            let mut ratio = trust_ratio(&param, &u);
+            if c.trust_clip {
+                ratio = ratio.clamp_max(1.0);
+            }
+            u = scale_by(u, ratio);
+        }
+        param - u.mul_scalar(ctx.lr)
+    }
+}
+
+fn build(config: &serde_json::Value, ctx: &GroupContext) -> Result<Box<dyn TensorOptimizer>> {
+    let c: LambConfig = parse_config(config, ctx)?;
+    let field = |name: &str| format!("{}.optimizer.config.{name}", ctx.prefix);
+    for (name, beta) in [("beta1", c.beta1), ("beta2", c.beta2)] {
+        if !(0.0..1.0).contains(&beta) {
+            bail!("{}: expected a value in [0, 1), got {beta}", field(name));
+        }
+    }
+    for (name, v) in [("eps", c.eps), ("eps_root", c.eps_root)] {
+        if !(v >= 0.0 && v.is_finite()) {
+            bail!("{}: expected a finite non-negative number, got {v}", field(name));
+        }
+    }
+    if let Some(m) = c.max_grad_norm
+        && !(m > 0.0 && m.is_finite())
+    {
+        bail!("{}: expected a positive number, got {m}", field("max_grad_norm"));
+    }
+    Ok(Box::new(Lamb {
+        config: c,
+        weight_decay: ctx.weight_decay,
+        decay_mode: ctx.decay_mode.unwrap_or(DecayMode::Decoupled),
+        trust_ratio: ctx.trust_ratio.unwrap_or(true),
+    }))
+}
+
+inventory::submit! {
+    OptimizerPlugin {
+        name: "lamb",
+        description: "LAMB: bias-corrected Adam direction plus decoupled decay, scaled by the layer-wise trust ratio ||w||/||u|| (You et al. 2019; optax.lamb)",
+        config_doc: CONFIG_DOC,
+        build,
+    }
+}
+
+/// Makes the linker keep this crate (and its registration); see `bigbatch_optim_sgd::link`.
+pub fn link() {}
+
+#[cfg(test)]
+mod tests;
