@@ -1,1 +1,137 @@
-fn main() {}
+//! Developer and user shortcuts. Everything here is reachable from the `bigbatch` CLI too.
+//!
+//! - `cargo xtask train <model> <optimizer> [--features F] [-- <bigbatch train args>]`: composes
+//!   `configs/models/<model>.ron` with `configs/optimizers/<optimizer>.ron` and trains (release
+//!   build) into `runs/<model>-<optimizer>`.
+//! - `cargo xtask test`: formatting, clippy (`-D warnings`), all tests, and `cargo check` of the
+//!   `wgpu` and `cuda` backends: what CI runs.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    if let Err(e) = run(std::env::args().skip(1).collect()) {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
+
+fn run(args: Vec<String>) -> Result<()> {
+    match args.first().map(String::as_str) {
+        Some("train") => train(&args[1..]),
+        Some("test") => test(),
+        _ => bail!(
+            "usage:\n  cargo xtask train <model> <optimizer> [--features F] [-- <bigbatch train args>]\n  cargo xtask test"
+        ),
+    }
+}
+
+fn available(dir: &Path) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let p = e.path();
+                    (p.extension()? == "ron").then(|| p.file_stem()?.to_string_lossy().into_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names.join(", ")
+}
+
+fn config_file(kind: &str, name: &str) -> Result<PathBuf> {
+    let dir = root().join("configs").join(kind);
+    let path = dir.join(format!("{name}.ron"));
+    if !path.is_file() {
+        bail!(
+            "no {} config `{name}` ({} does not exist); available: {}",
+            kind.trim_end_matches('s'),
+            path.display(),
+            available(&dir)
+        );
+    }
+    Ok(path)
+}
+
+fn train(args: &[String]) -> Result<()> {
+    let (ours, passthrough) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &[][..]),
+    };
+    let mut positional = Vec::new();
+    let mut features = Vec::new();
+    let mut it = ours.iter();
+    while let Some(a) = it.next() {
+        if a == "--features" {
+            features.push(it.next().context("--features needs a value")?.clone());
+        } else {
+            positional.push(a.clone());
+        }
+    }
+    let [model, optimizer] = positional.as_slice() else {
+        bail!(
+            "usage: cargo xtask train <model> <optimizer> [--features F] [-- <bigbatch train args>]"
+        );
+    };
+    let model_file = config_file("models", model)?;
+    let optimizer_file = config_file("optimizers", optimizer)?;
+    let out = root().join("runs").join(format!("{model}-{optimizer}"));
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(root())
+        .args(["run", "--release", "--quiet", "-p", "bigbatch-cli"]);
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    cmd.args(["--", "train", "--config"])
+        .arg(&model_file)
+        .arg("--config")
+        .arg(&optimizer_file)
+        .arg("--out")
+        .arg(&out)
+        .args(passthrough);
+    status(&mut cmd)
+}
+
+fn test() -> Result<()> {
+    let cargo = env!("CARGO");
+    let steps: [&[&str]; 5] = [
+        &["fmt", "--all", "--check"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &["test", "--workspace"],
+        &["check", "-p", "bigbatch-cli", "--features", "wgpu"],
+        &["check", "-p", "bigbatch-cli", "--features", "cuda"],
+    ];
+    for step in steps {
+        eprintln!("xtask: cargo {}", step.join(" "));
+        status(Command::new(cargo).current_dir(root()).args(step))?;
+    }
+    Ok(())
+}
+
+fn status(cmd: &mut Command) -> Result<()> {
+    let st = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed with {st}");
+    }
+    Ok(())
+}

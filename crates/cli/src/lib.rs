@@ -1,0 +1,18 @@
+//! The `bigbatch` command line, as a library so that tests drive the very same path.
+//!
+//! Data path, top to bottom: [`run_config`] (RON files + `--set` -> [`run_config::RunConfig`]) ->
+//! [`train::run`] (model + parameter groups -> optimizer -> train loop -> metrics in the run
+//! directory).
+
+pub mod backend;
+pub mod commands;
+pub mod run_config;
+pub mod train;
+
+pub use commands::run_cli;
+
+/// Names every optimizer crate this binary ships so the linker keeps their registrations.
+pub fn link_plugins() {
+    bigbatch_optim_sgd::link();
+    bigbatch_optim_lamb::link();
+}

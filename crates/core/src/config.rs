@@ -14,10 +14,19 @@ use std::path::Path;
 
 /// Parses RON text into `T`. `origin` names the source (a file path) in error messages, which read
 /// `origin:line:column: message`.
+///
+/// Two RON extensions are on: `implicit_some` (write `weight_decay: 0.0` for an `Option` field) and
+/// `unwrap_variant_newtypes` (write `ResNet(depths: ...)` for a newtype variant).
 pub fn parse_ron<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T> {
-    let options = ron::Options::default();
-    let mut de = ron::Deserializer::from_str_with_options(text, &options)
-        .map_err(|e| anyhow!("{origin}:{}:{}: {}", e.span.start.line, e.span.start.col, e.code))?;
+    let options = ron::Options::default().with_default_extension(extensions());
+    let mut de = ron::Deserializer::from_str_with_options(text, &options).map_err(|e| {
+        anyhow!(
+            "{origin}:{}:{}: {}",
+            e.span.start.line,
+            e.span.start.col,
+            e.code
+        )
+    })?;
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -27,11 +36,20 @@ pub fn parse_ron<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T> {
         } else {
             format!(" (at `{path}`)")
         };
-        anyhow!("{origin}:{}:{}: {inner}{at}", span.start.line, span.start.col)
+        anyhow!(
+            "{origin}:{}:{}: {inner}{at}",
+            span.start.line,
+            span.start.col
+        )
     })?;
     de.end()
         .map_err(|e| anyhow!("{origin}: trailing characters after the config: {e}"))?;
     Ok(value)
+}
+
+fn extensions() -> ron::extensions::Extensions {
+    ron::extensions::Extensions::IMPLICIT_SOME
+        | ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES
 }
 
 /// Reads and parses a RON file (see [`parse_ron`]).
@@ -43,8 +61,10 @@ pub fn load_ron<T: DeserializeOwned>(path: &Path) -> Result<T> {
 
 /// Pretty RON text of a config (used to record the resolved config of a run).
 pub fn to_ron<T: Serialize>(value: &T) -> Result<String> {
-    let pretty = ron::ser::PrettyConfig::new().struct_names(true);
-    Ok(ron::ser::to_string_pretty(value, pretty)?)
+    let pretty = ron::ser::PrettyConfig::new().extensions(extensions());
+    Ok(ron::Options::default()
+        .with_default_extension(extensions())
+        .to_string_pretty(value, pretty)?)
 }
 
 /// Applies `path=value` overrides to a typed config. Values are JSON (`0.1`, `true`, `"text"`,
@@ -98,18 +118,17 @@ pub fn set_path(root: &mut Value, path: &str, value: Value) -> Result<()> {
                     map.insert(segment.to_string(), value);
                     return Ok(());
                 }
-                map.get_mut(*segment).ok_or_else(|| {
-                    anyhow!("unknown field `{segment}` at `{walked}`")
-                })?
+                map.get_mut(*segment)
+                    .ok_or_else(|| anyhow!("unknown field `{segment}` at `{walked}`"))?
             }
             Value::Array(items) => {
-                let index: usize = segment
-                    .parse()
-                    .map_err(|_| anyhow!("`{walked}` is a list: expected an index, got `{segment}`"))?;
+                let index: usize = segment.parse().map_err(|_| {
+                    anyhow!("`{walked}` is a list: expected an index, got `{segment}`")
+                })?;
                 let len = items.len();
-                let slot = items
-                    .get_mut(index)
-                    .ok_or_else(|| anyhow!("index {index} out of range at `{walked}` (length {len})"))?;
+                let slot = items.get_mut(index).ok_or_else(|| {
+                    anyhow!("index {index} out of range at `{walked}` (length {len})")
+                })?;
                 if last {
                     *slot = value;
                     return Ok(());
@@ -129,7 +148,10 @@ pub fn get_path<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
         if let Value::Object(map) = node
             && map.len() == 1
             && !map.contains_key(segment)
-            && map.keys().next().is_some_and(|k| k.starts_with(char::is_uppercase))
+            && map
+                .keys()
+                .next()
+                .is_some_and(|k| k.starts_with(char::is_uppercase))
         {
             node = map.values().next()?;
         }
@@ -165,8 +187,8 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         .to_string_lossy();
     let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
     {
-        let mut file =
-            std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut file = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         file.write_all(contents)?;
         file.sync_all()?;
     }
@@ -220,6 +242,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("bad.ron:1:"), "{err}");
+    }
+
+    #[test]
+    fn ron_round_trip_with_extensions() {
+        let v: Outer = parse_ron(GOOD, "x.ron").unwrap();
+        let text = to_ron(&v).unwrap();
+        assert_eq!(parse_ron::<Outer>(&text, "round-trip").unwrap(), v);
     }
 
     #[test]

@@ -13,8 +13,8 @@
 //!     groups: {
 //!         "bias_and_bn": (
 //!             select: (kinds: [Bias, Norm]),
-//!             optimizer: Some((name: "heavy_ball", config: (momentum: 0.9))),
-//!             weight_decay: Some(0.0),
+//!             optimizer: (name: "heavy_ball", config: (momentum: 0.9)),
+//!             weight_decay: 0.0,
 //!         ),
 //!     },
 //! )
@@ -173,7 +173,10 @@ impl GroupSettings {
     /// Checks the numbers; errors name the field under `prefix`.
     pub fn validate(&self, prefix: &str) -> Result<()> {
         if !self.lr_scale.is_finite() {
-            bail!("{prefix}.lr_scale: expected a finite number, got {}", self.lr_scale);
+            bail!(
+                "{prefix}.lr_scale: expected a finite number, got {}",
+                self.lr_scale
+            );
         }
         if !self.weight_decay.is_finite() || self.weight_decay < 0.0 {
             bail!(
@@ -196,7 +199,10 @@ impl OptimizerSetup {
                 bail!("optimizer.groups: `{DEFAULT_GROUP}` is reserved for unselected parameters");
             }
             let settings = GroupSettings {
-                optimizer: spec.optimizer.clone().unwrap_or(self.default.optimizer.clone()),
+                optimizer: spec
+                    .optimizer
+                    .clone()
+                    .unwrap_or(self.default.optimizer.clone()),
                 lr_scale: spec.lr_scale.unwrap_or(self.default.lr_scale),
                 weight_decay: spec.weight_decay.unwrap_or(self.default.weight_decay),
                 decay_mode: spec.decay_mode.or(self.default.decay_mode),
@@ -263,8 +269,8 @@ mod tests {
         groups: {
             "bias_and_bn": (
                 select: (kinds: [Bias, Norm]),
-                optimizer: Some((name: "heavy_ball", config: (momentum: 0.9))),
-                weight_decay: Some(0.0),
+                optimizer: (name: "heavy_ball", config: (momentum: 0.9)),
+                weight_decay: 0.0,
             ),
         },
     )"#;
@@ -288,7 +294,10 @@ mod tests {
             ..Default::default()
         };
         let err = setup.assign(&params()).unwrap_err().to_string();
-        assert!(err.contains("bias_and_bn") && err.contains("matches no parameter"), "{err}");
+        assert!(
+            err.contains("bias_and_bn") && err.contains("matches no parameter"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -319,6 +319,11 @@ mod tests {
             total_steps: 5,
             eta_final: 0.0,
         };
-        assert!(bad.validate().unwrap_err().to_string().contains("warmup_steps"));
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("warmup_steps")
+        );
     }
 }

@@ -31,7 +31,12 @@ pub fn decoupled_decay(param: Tensor<1>, lr: f64, lambda: f64) -> Tensor<1> {
 /// Heavy-ball / Nesterov trace without dampening (Nado et al. 2021, eq. in section 2.1.1; optax
 /// `trace`): `v <- mu v + g`; the update direction is `mu v + g` for Nesterov and `v` otherwise.
 /// Returns `(direction, new v)`.
-pub fn momentum(grad: Tensor<1>, velocity: Tensor<1>, mu: f64, nesterov: bool) -> (Tensor<1>, Tensor<1>) {
+pub fn momentum(
+    grad: Tensor<1>,
+    velocity: Tensor<1>,
+    mu: f64,
+    nesterov: bool,
+) -> (Tensor<1>, Tensor<1>) {
     let v = velocity.mul_scalar(mu) + grad.clone();
     let direction = if nesterov {
         v.clone().mul_scalar(mu) + grad
@@ -85,7 +90,10 @@ pub fn adam_direction(
 pub fn trust_ratio(param: &Tensor<1>, update: &Tensor<1>) -> Tensor<1> {
     let w = l2_norm(param);
     let u = l2_norm(update);
-    let both_positive = w.clone().greater_elem(0.0).bool_and(u.clone().greater_elem(0.0));
+    let both_positive = w
+        .clone()
+        .greater_elem(0.0)
+        .bool_and(u.clone().greater_elem(0.0));
     let ratio = w / u.clone().mask_fill(u.equal_elem(0.0), 1.0);
     ratio.ones_like().mask_where(both_positive, ratio)
 }
@@ -119,9 +127,18 @@ mod tests {
     #[test]
     fn trust_ratio_values() {
         // ||(3,4)|| = 5, ||(0,1)|| = 1 -> 5
-        assert_eq!(vals(trust_ratio(&t(&[3.0, 4.0]), &t(&[0.0, 1.0]))), vec![5.0]);
-        assert_eq!(vals(trust_ratio(&t(&[0.0, 0.0]), &t(&[0.0, 1.0]))), vec![1.0]);
-        assert_eq!(vals(trust_ratio(&t(&[3.0, 4.0]), &t(&[0.0, 0.0]))), vec![1.0]);
+        assert_eq!(
+            vals(trust_ratio(&t(&[3.0, 4.0]), &t(&[0.0, 1.0]))),
+            vec![5.0]
+        );
+        assert_eq!(
+            vals(trust_ratio(&t(&[0.0, 0.0]), &t(&[0.0, 1.0]))),
+            vec![1.0]
+        );
+        assert_eq!(
+            vals(trust_ratio(&t(&[3.0, 4.0]), &t(&[0.0, 0.0]))),
+            vec![1.0]
+        );
     }
 
     #[test]

@@ -129,13 +129,19 @@ fn build(config: &serde_json::Value, ctx: &GroupContext) -> Result<Box<dyn Tenso
     }
     for (name, v) in [("eps", c.eps), ("eps_root", c.eps_root)] {
         if !(v >= 0.0 && v.is_finite()) {
-            bail!("{}: expected a finite non-negative number, got {v}", field(name));
+            bail!(
+                "{}: expected a finite non-negative number, got {v}",
+                field(name)
+            );
         }
     }
     if let Some(m) = c.max_grad_norm
         && !(m > 0.0 && m.is_finite())
     {
-        bail!("{}: expected a positive number, got {m}", field("max_grad_norm"));
+        bail!(
+            "{}: expected a positive number, got {m}",
+            field("max_grad_norm")
+        );
     }
     Ok(Box::new(Lamb {
         config: c,

@@ -56,7 +56,11 @@ fn first_step_by_hand() {
     let o = lamb(0.0, true);
     let mut s = vec![t(&[0.0, 0.0]), t(&[0.0, 0.0])];
     let w = o.step(&ctx(0.01, 1), t(&[3.0, 4.0]), t(&[1.0, -2.0]), &mut s);
-    close(&vals(&w), &[3.0 - 0.01 * trust * r1, 4.0 - 0.01 * trust * r2], 1e-5);
+    close(
+        &vals(&w),
+        &[3.0 - 0.01 * trust * r1, 4.0 - 0.01 * trust * r2],
+        1e-5,
+    );
     // Moments: m = 0.1 g, v = 0.001 g^2.
     close(&vals(&s[0]), &[0.1, -0.2], 1e-7);
     close(&vals(&s[1]), &[0.001, 0.004], 1e-8);
@@ -93,7 +97,10 @@ fn zero_norm_cases() {
 
 #[test]
 fn registered_and_validated() {
-    let names: Vec<_> = bigbatch_core::registry::plugins().iter().map(|p| p.name).collect();
+    let names: Vec<_> = bigbatch_core::registry::plugins()
+        .iter()
+        .map(|p| p.name)
+        .collect();
     assert!(names.contains(&"lamb"), "{names:?}");
     let ctx = GroupContext {
         prefix: "optimizer.default".into(),
@@ -101,6 +108,12 @@ fn registered_and_validated() {
         decay_mode: None,
         trust_ratio: None,
     };
-    let err = build(&serde_json::json!({"eps": -1.0}), &ctx).err().unwrap().to_string();
-    assert!(err.contains("optimizer.default.optimizer.config.eps"), "{err}");
+    let err = build(&serde_json::json!({"eps": -1.0}), &ctx)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("optimizer.default.optimizer.config.eps"),
+        "{err}"
+    );
 }

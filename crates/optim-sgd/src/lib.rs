@@ -73,7 +73,12 @@ impl TensorOptimizer for Momentum {
             g = scale_by(g, ratio);
         }
         let new = if self.lr_inside_buffer {
-            let (direction, v) = momentum(g.mul_scalar(ctx.lr), state[0].clone(), self.mu, self.nesterov);
+            let (direction, v) = momentum(
+                g.mul_scalar(ctx.lr),
+                state[0].clone(),
+                self.mu,
+                self.nesterov,
+            );
             state[0] = v;
             param.clone() - direction
         } else {
@@ -83,13 +88,19 @@ impl TensorOptimizer for Momentum {
         };
         match self.decay_mode {
             // w - lr lambda w, with w the value before this update.
-            DecayMode::Decoupled => new - (param.clone() - decoupled_decay(param, ctx.lr, self.weight_decay)),
+            DecayMode::Decoupled => {
+                new - (param.clone() - decoupled_decay(param, ctx.lr, self.weight_decay))
+            }
             DecayMode::L2 => new,
         }
     }
 }
 
-fn build(config: &serde_json::Value, ctx: &GroupContext, nesterov: bool) -> Result<Box<dyn TensorOptimizer>> {
+fn build(
+    config: &serde_json::Value,
+    ctx: &GroupContext,
+    nesterov: bool,
+) -> Result<Box<dyn TensorOptimizer>> {
     let c: MomentumConfig = parse_config(config, ctx)?;
     if !(0.0..1.0).contains(&c.momentum) {
         bail!(
@@ -108,11 +119,17 @@ fn build(config: &serde_json::Value, ctx: &GroupContext, nesterov: bool) -> Resu
     }))
 }
 
-fn build_heavy_ball(config: &serde_json::Value, ctx: &GroupContext) -> Result<Box<dyn TensorOptimizer>> {
+fn build_heavy_ball(
+    config: &serde_json::Value,
+    ctx: &GroupContext,
+) -> Result<Box<dyn TensorOptimizer>> {
     build(config, ctx, false)
 }
 
-fn build_nesterov(config: &serde_json::Value, ctx: &GroupContext) -> Result<Box<dyn TensorOptimizer>> {
+fn build_nesterov(
+    config: &serde_json::Value,
+    ctx: &GroupContext,
+) -> Result<Box<dyn TensorOptimizer>> {
     build(config, ctx, true)
 }
 

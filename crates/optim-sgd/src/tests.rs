@@ -88,8 +88,14 @@ fn lr_inside_buffer_differs_when_lr_changes() {
 
 #[test]
 fn registered_and_validated() {
-    let names: Vec<_> = bigbatch_core::registry::plugins().iter().map(|p| p.name).collect();
-    assert!(names.contains(&"nesterov") && names.contains(&"heavy_ball"), "{names:?}");
+    let names: Vec<_> = bigbatch_core::registry::plugins()
+        .iter()
+        .map(|p| p.name)
+        .collect();
+    assert!(
+        names.contains(&"nesterov") && names.contains(&"heavy_ball"),
+        "{names:?}"
+    );
     let ctx = GroupContext {
         prefix: "optimizer.default".into(),
         weight_decay: 0.0,
@@ -100,7 +106,10 @@ fn registered_and_validated() {
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("optimizer.default.optimizer.config.momentum"), "{err}");
+    assert!(
+        err.contains("optimizer.default.optimizer.config.momentum"),
+        "{err}"
+    );
     let err = build_nesterov(&serde_json::json!({"momentun": 0.5}), &ctx)
         .err()
         .unwrap()

@@ -1,0 +1,50 @@
+//! Backend choice. Code elsewhere never names a backend: it receives a [`Device`].
+
+use anyhow::{Result, bail};
+use burn::tensor::Device;
+use clap::ValueEnum;
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// burn's `flex` CPU backend (always compiled in).
+    Cpu,
+    /// WGPU (Vulkan/Metal/DX12; also Mesa's software Vulkan): cargo feature `wgpu`.
+    Wgpu,
+    /// CUDA: cargo feature `cuda` (its build downloads an LLVM bundle: needs network access).
+    Cuda,
+}
+
+/// The training device (with autodiff) for a backend; a backend that was not compiled in is an
+/// error that says how to build it.
+pub fn device(backend: Backend) -> Result<Device> {
+    let plain = match backend {
+        Backend::Cpu => Device::flex(),
+        Backend::Wgpu => wgpu()?,
+        Backend::Cuda => cuda()?,
+    };
+    Ok(plain.autodiff())
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu() -> Result<Device> {
+    Ok(Device::wgpu(Default::default()))
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu() -> Result<Device> {
+    bail!(
+        "--backend wgpu: this bigbatch was built without the `wgpu` feature; rebuild with `cargo build --release -p bigbatch-cli --features wgpu`"
+    )
+}
+
+#[cfg(feature = "cuda")]
+fn cuda() -> Result<Device> {
+    Ok(Device::cuda(0))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda() -> Result<Device> {
+    bail!(
+        "--backend cuda: this bigbatch was built without the `cuda` feature; rebuild with `cargo build --release -p bigbatch-cli --features cuda` (the CUDA build downloads an LLVM bundle and needs network access)"
+    )
+}

@@ -1,0 +1,178 @@
+//! End-to-end tests through the normal CLI path (`bigbatch_cli::run_cli`), with a throwaway
+//! optimizer crate (`optim-signsgd`) that registers itself without any change to core.
+
+use bigbatch_cli::run_cli;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bigbatch-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn model_config() -> String {
+    root()
+        .join("configs/models/resnet.ron")
+        .display()
+        .to_string()
+}
+
+/// A tiny budget so the test runs in seconds.
+const TINY: [&str; 10] = [
+    "--set",
+    "train.steps=3",
+    "--set",
+    "train.batch_size=32",
+    "--set",
+    "train.eval_every=3",
+    "--set",
+    "train.train_eval_examples=64",
+    "--set",
+    "model.widths=[2,2,2,2]",
+];
+
+fn train(dir: &Path, optimizer_ron: &str, extra: &[&str]) -> anyhow::Result<serde_json::Value> {
+    bigbatch_optim_signsgd::link();
+    let opt = dir.join("optimizer.ron");
+    std::fs::write(&opt, optimizer_ron).unwrap();
+    let out = dir.join("run");
+    let mut args = vec![
+        "bigbatch".to_string(),
+        "train".into(),
+        "--no-progress".into(),
+        "--config".into(),
+        model_config(),
+        "--config".into(),
+        opt.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
+    args.extend(TINY.iter().map(|s| s.to_string()));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    run_cli(args)?;
+    let summary = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    Ok(serde_json::from_str(&summary).unwrap())
+}
+
+const SIGN_SGD: &str = r#"(
+    optimizer: (default: (optimizer: (name: "sign_sgd"))),
+    schedule: Constant(lr: 0.001),
+)"#;
+
+#[test]
+fn plugin_outside_core_trains_through_the_cli() {
+    let dir = scratch("signsgd");
+    let summary = train(&dir, SIGN_SGD, &[]).unwrap();
+    assert_eq!(summary["status"], "completed");
+    assert_eq!(summary["steps"], 3);
+    assert!(summary["final_val_accuracy"].as_f64().unwrap() >= 0.0);
+    let metrics = std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // groups line, 3 step lines, 1 eval line.
+    assert_eq!(lines.len(), 5, "{metrics}");
+    assert_eq!(
+        lines[0]["groups"][0]["settings"]["optimizer"]["name"],
+        "sign_sgd"
+    );
+    assert!(lines[1]["loss"].as_f64().unwrap().is_finite());
+    assert_eq!(lines[4]["step"], 3);
+    let config = std::fs::read_to_string(dir.join("run/config.ron")).unwrap();
+    assert!(
+        config.contains("sign_sgd") && config.contains("widths: (2, 2, 2, 2)"),
+        "{config}"
+    );
+    assert!(bigbatch_core::registry::find("sign_sgd").is_ok());
+}
+
+#[test]
+fn same_seed_same_run() {
+    let a = train(&scratch("seed-a"), SIGN_SGD, &[]).unwrap();
+    let b = train(&scratch("seed-b"), SIGN_SGD, &[]).unwrap();
+    assert_eq!(a["final_loss"], b["final_loss"]);
+    assert_eq!(a["final_val_accuracy"], b["final_val_accuracy"]);
+}
+
+#[test]
+fn huge_learning_rate_is_recorded_as_diverged() {
+    let dir = scratch("diverge");
+    let summary = train(&dir, SIGN_SGD, &["--set", "schedule.lr=1e30"]).unwrap();
+    assert_eq!(summary["status"], "diverged");
+    assert!(
+        summary["reason"].as_str().unwrap().contains("loss is"),
+        "{summary}"
+    );
+    let metrics = std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"diverged\""));
+}
+
+#[test]
+fn unknown_optimizer_lists_registered_ones() {
+    let dir = scratch("unknown");
+    let ron =
+        r#"(optimizer: (default: (optimizer: (name: "adagrad"))), schedule: Constant(lr: 0.1))"#;
+    let err = format!("{:#}", train(&dir, ron, &[]).unwrap_err());
+    assert!(err.contains("unknown optimizer `adagrad`"), "{err}");
+    for name in ["heavy_ball", "lamb", "nesterov", "sign_sgd"] {
+        assert!(err.contains(name), "{err}");
+    }
+}
+
+#[test]
+fn ron_errors_name_file_line_and_column() {
+    let dir = scratch("badron");
+    let ron = "(\n  optimizer: (default: (optimizer: (name: \"lamb\"))),\n  schedule: Constant(lr: 0.1, warmup: 3),\n)";
+    let err = format!("{:#}", train(&dir, ron, &[]).unwrap_err());
+    assert!(err.contains("optimizer.ron:3:"), "{err}");
+    assert!(err.contains("warmup"), "{err}");
+    let ron = r#"(optimizer: (default: (optimizer: (name: "lamb", config: (beta3: 0.5)))), schedule: Constant(lr: 0.1))"#;
+    let err = format!("{:#}", train(&dir, ron, &[]).unwrap_err());
+    assert!(
+        err.contains("optimizer.default.optimizer.config") && err.contains("beta3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_backend_feature_is_a_clear_error() {
+    let dir = scratch("backend");
+    let err = format!(
+        "{:#}",
+        train(&dir, SIGN_SGD, &["--backend", "cuda"]).unwrap_err()
+    );
+    assert!(err.contains("cuda") && err.contains("feature"), "{err}");
+}
+
+#[test]
+fn schedule_command_and_composition_errors() {
+    let dir = scratch("schedule");
+    let opt = dir.join("o.ron");
+    std::fs::write(&opt, SIGN_SGD).unwrap();
+    // The CSV itself is checked by core's schedule tests; here: the command path works.
+    run_cli([
+        "bigbatch",
+        "schedule",
+        "--config",
+        &model_config(),
+        "--config",
+        opt.to_str().unwrap(),
+        "--steps",
+        "4",
+    ])
+    .unwrap();
+    let err = format!(
+        "{:#}",
+        run_cli(["bigbatch", "schedule", "--config", opt.to_str().unwrap()]).unwrap_err()
+    );
+    assert!(err.contains("no model, data, train section"), "{err}");
+}
