@@ -41,7 +41,10 @@ fn available(dir: &Path) -> String {
                 .filter_map(|e| e.ok())
                 .filter_map(|e| {
                     let p = e.path();
-                    (p.extension()? == "ron").then(|| p.file_stem()?.to_string_lossy().into_owned())
+                    if p.extension()? != "ron" {
+                        return None;
+                    }
+                    Some(p.file_stem()?.to_string_lossy().into_owned())
                 })
                 .collect()
         })

@@ -62,8 +62,14 @@ pub fn run(config: &RunConfig, device: &Device, options: &RunOptions) -> Result<
     let norm = train_set.pixel_stats();
     let train_eval_set = train_set.head(config.train.train_eval_examples);
 
-    device.seed(config.train.seed);
-    let mut model = model_cfg.init(device)?;
+    let mut model = {
+        // The device's random generator is global: hold a process-wide lock from seeding to the
+        // end of initialisation so that concurrent runs (tests, threads) cannot interleave.
+        static SEED_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = SEED_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        device.seed(config.train.seed);
+        model_cfg.init(device)?
+    };
     let mut optimizer = ModelOptimizer::new(&config.optimizer, describe(&model))?;
     let mut metrics = Metrics::create(&out.join("metrics.jsonl"))?;
     metrics.write(&groups_line(&optimizer))?;
