@@ -62,15 +62,19 @@ pub fn run(config: &RunConfig, device: &Device, options: &RunOptions) -> Result<
     let norm = train_set.pixel_stats();
     let train_eval_set = train_set.head(config.train.train_eval_examples);
 
-    let mut model = {
+    let (mut model, params) = {
         // The device's random generator is global: hold a process-wide lock from seeding to the
         // end of initialisation so that concurrent runs (tests, threads) cannot interleave.
+        // burn initialises parameters lazily; `describe` reads every one, which materialises them
+        // inside the lock.
         static SEED_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _guard = SEED_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         device.seed(config.train.seed);
-        model_cfg.init(device)?
+        let model = model_cfg.init(device)?;
+        let params = describe(&model);
+        (model, params)
     };
-    let mut optimizer = ModelOptimizer::new(&config.optimizer, describe(&model))?;
+    let mut optimizer = ModelOptimizer::new(&config.optimizer, params)?;
     let mut metrics = Metrics::create(&out.join("metrics.jsonl"))?;
     metrics.write(&groups_line(&optimizer))?;
 
