@@ -1,6 +1,6 @@
 //! Backend choice. Code elsewhere never names a backend: it receives a [`Device`].
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use burn::tensor::Device;
 use clap::ValueEnum;
 
@@ -32,7 +32,7 @@ fn wgpu() -> Result<Device> {
 
 #[cfg(not(feature = "wgpu"))]
 fn wgpu() -> Result<Device> {
-    bail!(
+    anyhow::bail!(
         "--backend wgpu: this bigbatch was built without the `wgpu` feature; rebuild with `cargo build --release -p bigbatch-cli --features wgpu`"
     )
 }
@@ -44,7 +44,7 @@ fn cuda() -> Result<Device> {
 
 #[cfg(not(feature = "cuda"))]
 fn cuda() -> Result<Device> {
-    bail!(
+    anyhow::bail!(
         "--backend cuda: this bigbatch was built without the `cuda` feature; rebuild with `cargo build --release -p bigbatch-cli --features cuda` (the CUDA build downloads an LLVM bundle and needs network access)"
     )
 }
