@@ -15,4 +15,6 @@ pub use commands::run_cli;
 pub fn link_plugins() {
     bigbatch_optim_sgd::link();
     bigbatch_optim_lamb::link();
+    bigbatch_optim_lars::link();
+    bigbatch_optim_adam::link();
 }

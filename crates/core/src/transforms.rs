@@ -2,7 +2,7 @@
 //! Optimizer crates are short compositions of these. Every function is pure: state goes in and
 //! comes out.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Bool, Tensor};
 
 /// `||x||_2` as a one-element tensor (no host synchronisation).
 pub fn l2_norm(x: &Tensor<1>) -> Tensor<1> {
@@ -96,6 +96,20 @@ pub fn trust_ratio(param: &Tensor<1>, update: &Tensor<1>) -> Tensor<1> {
         .bool_and(u.clone().greater_elem(0.0));
     let ratio = w / u.clone().mask_fill(u.equal_elem(0.0), 1.0);
     ratio.ones_like().mask_where(both_positive, ratio)
+}
+
+/// `numerator / denominator` where `valid` holds, else 1: the guarded ratio behind every
+/// layer-wise trust ratio. All three are one-element tensors.
+pub fn guarded_ratio(
+    numerator: Tensor<1>,
+    denominator: Tensor<1>,
+    valid: Tensor<1, Bool>,
+) -> Tensor<1> {
+    let safe_denominator = denominator
+        .clone()
+        .mask_fill(denominator.equal_elem(0.0), 1.0);
+    let ratio = numerator / safe_denominator;
+    ratio.ones_like().mask_where(valid, ratio)
 }
 
 /// Scales a direction by a one-element trust ratio.
