@@ -85,6 +85,50 @@ pub fn adam_direction(
     m_hat / (v_hat.add_scalar(eps_root).sqrt().add_scalar(eps))
 }
 
+/// Adam's hyperparameters (optax `scale_by_adam`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamHyper {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub eps_root: f64,
+    pub bias_correction: bool,
+}
+
+/// optax `scale_by_adam`: updates the moments held in `state[0]` (m) and `state[1]` (v) with
+/// [`adam_moments`] and returns [`adam_direction`] at 1-based `step`.
+pub fn scale_by_adam(
+    grad: Tensor<1>,
+    state: &mut [Tensor<1>],
+    h: &AdamHyper,
+    step: u64,
+) -> Tensor<1> {
+    let (m, v) = adam_moments(grad, state[0].clone(), state[1].clone(), h.beta1, h.beta2);
+    let direction = adam_direction(
+        &m,
+        &v,
+        h.beta1,
+        h.beta2,
+        h.eps,
+        h.eps_root,
+        step,
+        h.bias_correction,
+    );
+    state[0] = m;
+    state[1] = v;
+    direction
+}
+
+/// Clipping by the global norm (optax `clip_by_global_norm`, BERT's `tf.clip_by_global_norm`):
+/// `g max / max(global_norm, max)`.
+pub fn clip_by_global_norm(grad: Tensor<1>, global_norm: &Tensor<1>, max_norm: f64) -> Tensor<1> {
+    grad * global_norm
+        .clone()
+        .clamp_min(max_norm)
+        .recip()
+        .mul_scalar(max_norm)
+}
+
 /// The layer-wise trust ratio `||w|| / ||u||`, and 1 where either norm is 0 (optax
 /// `scale_by_trust_ratio`, You et al. 2019). A one-element tensor.
 pub fn trust_ratio(param: &Tensor<1>, update: &Tensor<1>) -> Tensor<1> {
@@ -161,6 +205,16 @@ mod tests {
         assert_eq!((vals(d), vals(v.clone())), (vec![2.0], vec![2.0]));
         let (d, _) = momentum(t(&[1.0]), t(&[2.0]), 0.5, true);
         assert_eq!(vals(d), vec![2.0]); // v = 2, 0.5*2 + 1
+    }
+
+    /// BERT/optax clipping: (3, 4) has norm 5; max 1 -> (0.6, 0.8); max 10 leaves it unchanged.
+    #[test]
+    fn clip_by_global_norm_values() {
+        let g = t(&[3.0, 4.0]);
+        let norm = t(&[5.0]);
+        let clipped = vals(clip_by_global_norm(g.clone(), &norm, 1.0));
+        assert!((clipped[0] - 0.6).abs() < 1e-6 && (clipped[1] - 0.8).abs() < 1e-6);
+        assert_eq!(vals(clip_by_global_norm(g, &norm, 10.0)), vec![3.0, 4.0]);
     }
 
     #[test]

@@ -19,7 +19,9 @@
 use anyhow::{Result, bail};
 use bigbatch_core::optimizer::{GroupContext, StepContext, TensorOptimizer};
 use bigbatch_core::registry::{OptimizerPlugin, parse_config};
-use bigbatch_core::transforms::{adam_direction, adam_moments, add_l2, scale_by, trust_ratio};
+use bigbatch_core::transforms::{
+    AdamHyper, add_l2, clip_by_global_norm, scale_by, scale_by_adam, trust_ratio,
+};
 use bigbatch_core::{DecayMode, inventory};
 use burn::tensor::Tensor;
 use serde::Deserialize;
@@ -48,11 +50,7 @@ eps_root: f64 = 0.0; bias_correction: bool = true (bert_adam: false); max_grad_n
 /// Resolved hyperparameters of one Adam-family group.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Adam {
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub eps_root: f64,
-    pub bias_correction: bool,
+    pub hyper: AdamHyper,
     pub max_grad_norm: Option<f64>,
     pub weight_decay: f64,
     pub decay_mode: DecayMode,
@@ -77,30 +75,12 @@ impl TensorOptimizer for Adam {
     ) -> Tensor<1> {
         let mut g = grad;
         if let (Some(max), Some(norm)) = (self.max_grad_norm, ctx.global_grad_norm) {
-            g = g * norm.clone().clamp_min(max).recip().mul_scalar(max);
+            g = clip_by_global_norm(g, norm, max);
         }
         if self.decay_mode == DecayMode::L2 {
             g = add_l2(g, &param, self.weight_decay);
         }
-        let (m, v) = adam_moments(
-            g,
-            state[0].clone(),
-            state[1].clone(),
-            self.beta1,
-            self.beta2,
-        );
-        let mut u = adam_direction(
-            &m,
-            &v,
-            self.beta1,
-            self.beta2,
-            self.eps,
-            self.eps_root,
-            ctx.step,
-            self.bias_correction,
-        );
-        state[0] = m;
-        state[1] = v;
+        let mut u = scale_by_adam(g, state, &self.hyper, ctx.step);
         if self.decay_mode == DecayMode::Decoupled {
             u = add_l2(u, &param, self.weight_decay);
         }
@@ -120,23 +100,27 @@ fn build_variant(
 ) -> Result<Box<dyn TensorOptimizer>> {
     let c: AdamConfig = parse_config(config, ctx)?;
     let field = |name: &str| format!("{}.optimizer.config.{name}", ctx.prefix);
-    let adam = Adam {
+    let hyper = AdamHyper {
         beta1: c.beta1.unwrap_or(0.9),
         beta2: c.beta2.unwrap_or(0.999),
         eps: c.eps.unwrap_or(defaults.0),
         eps_root: c.eps_root.unwrap_or(0.0),
         bias_correction: c.bias_correction.unwrap_or(defaults.1),
+    };
+    let adam = Adam {
+        hyper,
         max_grad_norm: c.max_grad_norm,
         weight_decay: ctx.weight_decay,
         decay_mode: ctx.decay_mode.unwrap_or(defaults.2),
         trust_ratio: ctx.trust_ratio.unwrap_or(false),
     };
-    for (name, beta) in [("beta1", adam.beta1), ("beta2", adam.beta2)] {
+    let h = &adam.hyper;
+    for (name, beta) in [("beta1", h.beta1), ("beta2", h.beta2)] {
         if !(0.0..1.0).contains(&beta) {
             bail!("{}: expected a value in [0, 1), got {beta}", field(name));
         }
     }
-    for (name, v) in [("eps", adam.eps), ("eps_root", adam.eps_root)] {
+    for (name, v) in [("eps", h.eps), ("eps_root", h.eps_root)] {
         if !(v >= 0.0 && v.is_finite()) {
             bail!(
                 "{}: expected a finite non-negative number, got {v}",

@@ -17,7 +17,9 @@
 use anyhow::{Result, bail};
 use bigbatch_core::optimizer::{GroupContext, StepContext, TensorOptimizer};
 use bigbatch_core::registry::{OptimizerPlugin, parse_config};
-use bigbatch_core::transforms::{adam_direction, adam_moments, add_l2, scale_by, trust_ratio};
+use bigbatch_core::transforms::{
+    AdamHyper, add_l2, clip_by_global_norm, scale_by, scale_by_adam, trust_ratio,
+};
 use bigbatch_core::{DecayMode, inventory};
 use burn::tensor::Tensor;
 use serde::Deserialize;
@@ -86,25 +88,19 @@ impl TensorOptimizer for Lamb {
         let c = &self.config;
         let mut g = grad;
         if let (Some(max), Some(norm)) = (c.max_grad_norm, ctx.global_grad_norm) {
-            // g * max / max(norm, max)
-            g = g * norm.clone().clamp_min(max).recip().mul_scalar(max);
+            g = clip_by_global_norm(g, norm, max);
         }
         if self.decay_mode == DecayMode::L2 {
             g = add_l2(g, &param, self.weight_decay);
         }
-        let (m, v) = adam_moments(g, state[0].clone(), state[1].clone(), c.beta1, c.beta2);
-        let mut u = adam_direction(
-            &m,
-            &v,
-            c.beta1,
-            c.beta2,
-            c.eps,
-            c.eps_root,
-            ctx.step,
-            c.bias_correction,
-        );
-        state[0] = m;
-        state[1] = v;
+        let hyper = AdamHyper {
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            eps_root: c.eps_root,
+            bias_correction: c.bias_correction,
+        };
+        let mut u = scale_by_adam(g, state, &hyper, ctx.step);
         if self.decay_mode == DecayMode::Decoupled {
             u = add_l2(u, &param, self.weight_decay);
         }
