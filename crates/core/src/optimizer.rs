@@ -7,8 +7,8 @@
 use crate::groups::{Assignment, DecayMode, GroupSettings, OptimizerSetup};
 use crate::params::{ParamInfo, ParamSlot};
 use crate::registry;
-use crate::transforms;
-use anyhow::{Context, Result};
+use crate::transforms::{self, AdamHyper};
+use anyhow::{Context, Result, bail};
 use burn::tensor::Tensor;
 
 /// What a plugin knows about the group it optimizes.
@@ -21,6 +21,54 @@ pub struct GroupContext {
     pub decay_mode: Option<DecayMode>,
     /// `None`: the optimizer's own default.
     pub trust_ratio: Option<bool>,
+}
+
+impl GroupContext {
+    /// The config path of a plugin field: `PREFIX.optimizer.config.NAME`.
+    pub fn field(&self, name: &str) -> String {
+        format!("{}.optimizer.config.{name}", self.prefix)
+    }
+
+    /// Errors unless `0 <= value < 1` (momentum, Adam betas).
+    pub fn check_unit_interval(&self, name: &str, value: f64) -> Result<()> {
+        if !(0.0..1.0).contains(&value) {
+            bail!(
+                "{}: expected a value in [0, 1), got {value}",
+                self.field(name)
+            );
+        }
+        Ok(())
+    }
+
+    /// Errors unless `value` is finite and `>= 0` (epsilons).
+    pub fn check_non_negative(&self, name: &str, value: f64) -> Result<()> {
+        if !(value >= 0.0 && value.is_finite()) {
+            bail!(
+                "{}: expected a finite non-negative number, got {value}",
+                self.field(name)
+            );
+        }
+        Ok(())
+    }
+
+    /// Errors unless `value` is finite and `> 0`.
+    pub fn check_positive(&self, name: &str, value: f64) -> Result<()> {
+        if !(value > 0.0 && value.is_finite()) {
+            bail!(
+                "{}: expected a positive number, got {value}",
+                self.field(name)
+            );
+        }
+        Ok(())
+    }
+
+    /// Checks Adam hyperparameters (betas in `[0, 1)`, epsilons non-negative).
+    pub fn check_adam(&self, h: &AdamHyper) -> Result<()> {
+        self.check_unit_interval("beta1", h.beta1)?;
+        self.check_unit_interval("beta2", h.beta2)?;
+        self.check_non_negative("eps", h.eps)?;
+        self.check_non_negative("eps_root", h.eps_root)
+    }
 }
 
 /// Per-step inputs shared by all tensors.

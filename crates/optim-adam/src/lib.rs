@@ -16,7 +16,7 @@
 //! (`g * max / max(global_norm, max)`, as BERT's `clip_by_global_norm(1.0)`). A group with
 //! `trust_ratio: Some(true)` scales the final direction by `||w|| / ||u||` (then it is LAMB).
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use bigbatch_core::optimizer::{GroupContext, StepContext, TensorOptimizer};
 use bigbatch_core::registry::{OptimizerPlugin, parse_config};
 use bigbatch_core::transforms::{
@@ -99,7 +99,6 @@ fn build_variant(
     defaults: (f64, bool, DecayMode),
 ) -> Result<Box<dyn TensorOptimizer>> {
     let c: AdamConfig = parse_config(config, ctx)?;
-    let field = |name: &str| format!("{}.optimizer.config.{name}", ctx.prefix);
     let hyper = AdamHyper {
         beta1: c.beta1.unwrap_or(0.9),
         beta2: c.beta2.unwrap_or(0.999),
@@ -114,27 +113,9 @@ fn build_variant(
         decay_mode: ctx.decay_mode.unwrap_or(defaults.2),
         trust_ratio: ctx.trust_ratio.unwrap_or(false),
     };
-    let h = &adam.hyper;
-    for (name, beta) in [("beta1", h.beta1), ("beta2", h.beta2)] {
-        if !(0.0..1.0).contains(&beta) {
-            bail!("{}: expected a value in [0, 1), got {beta}", field(name));
-        }
-    }
-    for (name, v) in [("eps", h.eps), ("eps_root", h.eps_root)] {
-        if !(v >= 0.0 && v.is_finite()) {
-            bail!(
-                "{}: expected a finite non-negative number, got {v}",
-                field(name)
-            );
-        }
-    }
-    if let Some(m) = adam.max_grad_norm
-        && !(m > 0.0 && m.is_finite())
-    {
-        bail!(
-            "{}: expected a positive number, got {m}",
-            field("max_grad_norm")
-        );
+    ctx.check_adam(&adam.hyper)?;
+    if let Some(m) = adam.max_grad_norm {
+        ctx.check_positive("max_grad_norm", m)?;
     }
     Ok(Box::new(adam))
 }

@@ -14,7 +14,7 @@
 //! BERT and NVIDIA LAMB implementations do: `g * max / max(global_norm, max)`). With
 //! `decay_mode: Some(L2)` the decay is added to the gradient before the moments instead.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use bigbatch_core::optimizer::{GroupContext, StepContext, TensorOptimizer};
 use bigbatch_core::registry::{OptimizerPlugin, parse_config};
 use bigbatch_core::transforms::{
@@ -42,6 +42,19 @@ pub struct LambConfig {
     pub trust_clip: bool,
     #[serde(default)]
     pub max_grad_norm: Option<f64>,
+}
+
+impl LambConfig {
+    /// The Adam part of LAMB.
+    pub fn hyper(&self) -> AdamHyper {
+        AdamHyper {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            eps_root: self.eps_root,
+            bias_correction: self.bias_correction,
+        }
+    }
 }
 
 fn b1() -> f64 {
@@ -93,14 +106,7 @@ impl TensorOptimizer for Lamb {
         if self.decay_mode == DecayMode::L2 {
             g = add_l2(g, &param, self.weight_decay);
         }
-        let hyper = AdamHyper {
-            beta1: c.beta1,
-            beta2: c.beta2,
-            eps: c.eps,
-            eps_root: c.eps_root,
-            bias_correction: c.bias_correction,
-        };
-        let mut u = scale_by_adam(g, state, &hyper, ctx.step);
+        let mut u = scale_by_adam(g, state, &c.hyper(), ctx.step);
         if self.decay_mode == DecayMode::Decoupled {
             u = add_l2(u, &param, self.weight_decay);
         }
@@ -117,27 +123,9 @@ impl TensorOptimizer for Lamb {
 
 fn build(config: &serde_json::Value, ctx: &GroupContext) -> Result<Box<dyn TensorOptimizer>> {
     let c: LambConfig = parse_config(config, ctx)?;
-    let field = |name: &str| format!("{}.optimizer.config.{name}", ctx.prefix);
-    for (name, beta) in [("beta1", c.beta1), ("beta2", c.beta2)] {
-        if !(0.0..1.0).contains(&beta) {
-            bail!("{}: expected a value in [0, 1), got {beta}", field(name));
-        }
-    }
-    for (name, v) in [("eps", c.eps), ("eps_root", c.eps_root)] {
-        if !(v >= 0.0 && v.is_finite()) {
-            bail!(
-                "{}: expected a finite non-negative number, got {v}",
-                field(name)
-            );
-        }
-    }
-    if let Some(m) = c.max_grad_norm
-        && !(m > 0.0 && m.is_finite())
-    {
-        bail!(
-            "{}: expected a positive number, got {m}",
-            field("max_grad_norm")
-        );
+    ctx.check_adam(&c.hyper())?;
+    if let Some(m) = c.max_grad_norm {
+        ctx.check_positive("max_grad_norm", m)?;
     }
     Ok(Box::new(Lamb {
         config: c,

@@ -17,7 +17,7 @@
 //! `w <- w - lr lambda w` after the update. Biases and batch-norm parameters are handled by group
 //! selectors (MLPerf: heavy-ball momentum, no decay).
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use bigbatch_core::optimizer::{GroupContext, StepContext, TensorOptimizer};
 use bigbatch_core::registry::{OptimizerPlugin, parse_config};
 use bigbatch_core::transforms::{add_l2, decoupled_decay, guarded_ratio, l2_norm, momentum};
@@ -128,28 +128,9 @@ impl TensorOptimizer for Lars {
 
 fn build(config: &serde_json::Value, ctx: &GroupContext) -> Result<Box<dyn TensorOptimizer>> {
     let c: LarsConfig = parse_config(config, ctx)?;
-    let field = |name: &str| format!("{}.optimizer.config.{name}", ctx.prefix);
-    if !(0.0..1.0).contains(&c.momentum) {
-        bail!(
-            "{}: expected a value in [0, 1), got {}",
-            field("momentum"),
-            c.momentum
-        );
-    }
-    if !(c.trust_coefficient > 0.0 && c.trust_coefficient.is_finite()) {
-        bail!(
-            "{}: expected a positive number, got {}",
-            field("trust_coefficient"),
-            c.trust_coefficient
-        );
-    }
-    if !(c.eps >= 0.0 && c.eps.is_finite()) {
-        bail!(
-            "{}: expected a finite non-negative number, got {}",
-            field("eps"),
-            c.eps
-        );
-    }
+    ctx.check_unit_interval("momentum", c.momentum)?;
+    ctx.check_positive("trust_coefficient", c.trust_coefficient)?;
+    ctx.check_non_negative("eps", c.eps)?;
     Ok(Box::new(Lars {
         config: c,
         weight_decay: ctx.weight_decay,

@@ -15,7 +15,7 @@
 //! `w <- w - lr lambda w` after the update. `trust_ratio: Some(true)` scales the (decayed)
 //! gradient by `||w|| / ||g||` before the momentum trace, as optax.lars composes it.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use bigbatch_core::optimizer::{GroupContext, StepContext, TensorOptimizer};
 use bigbatch_core::registry::{OptimizerPlugin, parse_config};
 use bigbatch_core::transforms::{add_l2, decoupled_decay, momentum, scale_by, trust_ratio};
@@ -102,13 +102,7 @@ fn build(
     nesterov: bool,
 ) -> Result<Box<dyn TensorOptimizer>> {
     let c: MomentumConfig = parse_config(config, ctx)?;
-    if !(0.0..1.0).contains(&c.momentum) {
-        bail!(
-            "{}.optimizer.config.momentum: expected a value in [0, 1), got {}",
-            ctx.prefix,
-            c.momentum
-        );
-    }
+    ctx.check_unit_interval("momentum", c.momentum)?;
     Ok(Box::new(Momentum {
         mu: c.momentum,
         nesterov,
