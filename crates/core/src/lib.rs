@@ -13,6 +13,7 @@ pub mod optimizer;
 pub mod params;
 pub mod registry;
 pub mod schedule;
+pub mod testing;
 pub mod transforms;
 
 pub use groups::{DecayMode, GroupSettings, OptimizerChoice, OptimizerSetup, ParamKind, Selector};

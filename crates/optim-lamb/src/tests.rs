@@ -1,20 +1,7 @@
 //! Reference values worked by hand from the optax.lamb formula (not from this crate's output).
 
 use super::*;
-use burn::tensor::Device;
-
-fn t(v: &[f32]) -> Tensor<1> {
-    Tensor::from_floats(v, &Device::flex())
-}
-fn vals(x: &Tensor<1>) -> Vec<f64> {
-    x.clone()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap()
-        .into_iter()
-        .map(f64::from)
-        .collect()
-}
+use bigbatch_core::testing::{tensor as t, values as vals};
 fn lamb(wd: f64, trust: bool) -> Lamb {
     Lamb {
         config: LambConfig {

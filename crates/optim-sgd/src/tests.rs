@@ -1,14 +1,7 @@
 //! Reference values worked by hand from the paper's formulas (not from this crate's output).
 
 use super::*;
-use burn::tensor::Device;
-
-fn t(v: &[f32]) -> Tensor<1> {
-    Tensor::from_floats(v, &Device::flex())
-}
-fn vals(x: &Tensor<1>) -> Vec<f32> {
-    x.clone().into_data().try_to_vec().unwrap()
-}
+use bigbatch_core::testing::{tensor as t, values as vals};
 fn ctx(lr: f64, step: u64) -> StepContext<'static> {
     StepContext {
         lr,
@@ -26,9 +19,9 @@ fn opt(nesterov: bool, wd: f64, mode: DecayMode) -> Momentum {
         trust_ratio: false,
     }
 }
-fn assert_close(a: &[f32], b: &[f64]) {
+fn assert_close(a: &[f64], b: &[f64]) {
     for (x, y) in a.iter().zip(b) {
-        assert!((*x as f64 - y).abs() < 1e-6, "{a:?} vs {b:?}");
+        assert!((x - y).abs() < 1e-6, "{a:?} vs {b:?}");
     }
 }
 
