@@ -176,3 +176,32 @@ fn schedule_command_and_composition_errors() {
     );
     assert!(err.contains("no model, data, train section"), "{err}");
 }
+
+/// Every shipped optimizer config composes with the model config, validates, and its groups each
+/// select parameters of the model.
+#[test]
+fn shipped_configs_compose_and_assign_groups() {
+    bigbatch_cli::link_plugins();
+    let dir = root().join("configs/optimizers");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "ron") {
+            continue;
+        }
+        let config = bigbatch_cli::run_config::RunConfig::compose(
+            &[PathBuf::from(model_config()), path.clone()],
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        let bigbatch_cli::run_config::ModelConfig::ResNet(model) = &config.model;
+        let model = model
+            .init(&burn::tensor::Device::flex().autodiff())
+            .unwrap();
+        let params = bigbatch_core::params::describe(&model);
+        bigbatch_core::ModelOptimizer::new(&config.optimizer, params)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        checked += 1;
+    }
+    assert!(checked >= 3, "only {checked} optimizer configs found");
+}
