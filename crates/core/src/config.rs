@@ -141,29 +141,6 @@ pub fn set_path(root: &mut Value, path: &str, value: Value) -> Result<()> {
     unreachable!("the loop returns at the last segment")
 }
 
-/// Reads the value at a dotted path (same rules as [`set_path`]).
-pub fn get_path<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut node = root;
-    for segment in path.split('.') {
-        if let Value::Object(map) = node
-            && map.len() == 1
-            && !map.contains_key(segment)
-            && map
-                .keys()
-                .next()
-                .is_some_and(|k| k.starts_with(char::is_uppercase))
-        {
-            node = map.values().next()?;
-        }
-        node = match node {
-            Value::Object(map) => map.get(segment)?,
-            Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(node)
-}
-
 fn step_into_variant<'a>(node: &'a mut Value, segment: &str) -> &'a mut Value {
     let is_variant = matches!(node, Value::Object(map)
         if map.len() == 1
