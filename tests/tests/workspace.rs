@@ -205,3 +205,6 @@ fn shipped_configs_compose_and_assign_groups() {
     }
     assert!(checked >= 3, "only {checked} optimizer configs found");
 }
+
+#[path = "support/replay.rs"]
+mod replay;

@@ -17,12 +17,16 @@ pub enum Backend {
 /// The training device (with autodiff) for a backend; a backend that was not compiled in is an
 /// error that says how to build it.
 pub fn device(backend: Backend) -> Result<Device> {
-    let plain = match backend {
-        Backend::Cpu => Device::flex(),
-        Backend::Wgpu => wgpu()?,
-        Backend::Cuda => cuda()?,
-    };
-    Ok(plain.autodiff())
+    Ok(plain_device(backend)?.autodiff())
+}
+
+/// The device without autodiff (for work that takes no gradients, such as `bigbatch replay`).
+pub fn plain_device(backend: Backend) -> Result<Device> {
+    match backend {
+        Backend::Cpu => Ok(Device::flex()),
+        Backend::Wgpu => wgpu(),
+        Backend::Cuda => cuda(),
+    }
 }
 
 #[cfg(feature = "wgpu")]

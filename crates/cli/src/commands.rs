@@ -1,10 +1,12 @@
-//! `bigbatch train | schedule | optimizers`.
+//! `bigbatch train | schedule | optimizers | replay`.
 
 use crate::backend::{self, Backend};
-use crate::run_config::{DataSource, RunConfig};
+use crate::run_config::{DataSource, RunConfig, compose_optimizer};
 use crate::train::{self, RunOptions, Status};
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
+use bigbatch_core::config::write_atomic;
 use bigbatch_core::registry;
+use bigbatch_core::replay::{Precision, Trace, parse_json, replay};
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -55,6 +57,34 @@ enum Command {
     },
     /// List the registered optimizers and their config fields.
     Optimizers,
+    /// Feed a recorded trajectory (parameters, per-step gradients and learning rates) through an
+    /// optimizer config and print every parameter after every step as JSON (docs/replay.md).
+    Replay {
+        /// RON files with an `optimizer` section (e.g. configs/optimizers/lamb.ron), composed in
+        /// order; their other sections are ignored (the trace gives the learning rates).
+        #[arg(long = "optimizer", required = true)]
+        optimizers: Vec<PathBuf>,
+        /// The trace (JSON, see docs/replay.md).
+        #[arg(long)]
+        trace: PathBuf,
+        /// Override one field: `--set optimizer.default.weight_decay=0.01`.
+        #[arg(long = "set")]
+        sets: Vec<String>,
+        /// Computation precision.
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: DTypeArg,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
+        /// Write the JSON to this file (atomically) instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum DTypeArg {
+    F32,
+    F64,
 }
 
 /// Runs the command line `args` (the first item is the program name).
@@ -124,6 +154,39 @@ where
                 "{}",
                 config.schedule.to_csv(steps.unwrap_or(config.train.steps))
             );
+            Ok(())
+        }
+        Command::Replay {
+            optimizers,
+            trace,
+            sets,
+            dtype,
+            backend,
+            out,
+        } => {
+            registry::check()?;
+            let setup = compose_optimizer(&optimizers, &sets)?;
+            let origin = trace.display().to_string();
+            let text = std::fs::read_to_string(&trace)
+                .with_context(|| format!("cannot read trace file {origin}"))?;
+            let trace: Trace = parse_json(&text, &origin)?;
+            trace.validate(&origin)?;
+            let precision = match dtype {
+                DTypeArg::F32 => Precision::F32,
+                DTypeArg::F64 => Precision::F64,
+            };
+            if precision == Precision::F64 && backend == Backend::Wgpu {
+                bail!(
+                    "--dtype f64: the wgpu backend computes in f32 only; use --backend cpu or cuda"
+                );
+            }
+            let device = backend::plain_device(backend)?;
+            let result = replay(&setup, &trace, precision, &device)?;
+            let json = serde_json::to_string_pretty(&result)?;
+            match out {
+                Some(path) => write_atomic(&path, format!("{json}\n").as_bytes())?,
+                None => println!("{json}"),
+            }
             Ok(())
         }
         Command::Optimizers => {

@@ -83,6 +83,34 @@ pub struct RunConfigPatch {
     pub train: Option<TrainSettings>,
 }
 
+/// The `optimizer` section alone, for `bigbatch replay` (`--set optimizer.default.weight_decay=0`).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptimizerOnly {
+    optimizer: OptimizerSetup,
+}
+
+/// Composes the `optimizer` sections of `files` (any run-config files; other sections are
+/// ignored), then applies `sets` (paths start with `optimizer.`).
+pub fn compose_optimizer(files: &[PathBuf], sets: &[String]) -> Result<OptimizerSetup> {
+    let mut setup = None;
+    for file in files {
+        let patch: RunConfigPatch = load_ron(file)?;
+        setup = patch.optimizer.or(setup);
+    }
+    let Some(optimizer) = setup else {
+        bail!(
+            "none of {} has an `optimizer` section",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    Ok(apply_overrides(&OptimizerOnly { optimizer }, sets)?.optimizer)
+}
+
 impl RunConfig {
     /// Composes `files` in order, then applies `sets`. Missing sections are errors naming them.
     pub fn compose(files: &[PathBuf], sets: &[String]) -> Result<Self> {

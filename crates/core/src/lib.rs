@@ -12,6 +12,7 @@ pub mod groups;
 pub mod optimizer;
 pub mod params;
 pub mod registry;
+pub mod replay;
 pub mod schedule;
 pub mod testing;
 pub mod transforms;

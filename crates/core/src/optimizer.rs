@@ -9,7 +9,9 @@ use crate::params::{ParamInfo, ParamSlot};
 use crate::registry;
 use crate::transforms::{self, AdamHyper};
 use anyhow::{Context, Result, bail};
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 
 /// What a plugin knows about the group it optimizes.
 #[derive(Clone, Debug)]
@@ -79,6 +81,54 @@ pub struct StepContext<'a> {
     pub step: u64,
     /// `sqrt(sum over all parameters of ||g||^2)`, present when any group asked for it.
     pub global_grad_norm: Option<&'a Tensor<1>>,
+    /// Where an optimizer reports the layer-wise trust ratio it applied (for `bigbatch replay`);
+    /// `None` when nobody is listening.
+    pub trust_ratio_out: Option<&'a RefCell<Option<Tensor<1>>>>,
+}
+
+impl StepContext<'_> {
+    /// A context with no global gradient norm and no trust-ratio listener.
+    pub fn new(lr: f64, step: u64) -> Self {
+        StepContext {
+            lr,
+            step,
+            global_grad_norm: None,
+            trust_ratio_out: None,
+        }
+    }
+
+    /// Reports the one-element trust ratio applied to this tensor (cheap: a handle clone).
+    pub fn report_trust_ratio(&self, ratio: &Tensor<1>) {
+        if let Some(out) = self.trust_ratio_out {
+            *out.borrow_mut() = Some(ratio.clone());
+        }
+    }
+}
+
+/// The saved state of a [`ModelOptimizer`]: the update count and every parameter's state tensors,
+/// by parameter path. Serialised as MessagePack ([`OptimizerState::to_bytes`]).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct OptimizerState {
+    pub steps_done: u64,
+    pub params: Vec<ParamState>,
+}
+
+/// One parameter's optimizer state (empty before its first update).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ParamState {
+    pub path: String,
+    pub group: String,
+    pub tensors: Vec<TensorData>,
+}
+
+impl OptimizerState {
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        rmp_serde::to_vec_named(self).context("encoding the optimizer state")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        rmp_serde::from_slice(bytes).context("decoding the optimizer state (MessagePack)")
+    }
 }
 
 /// A per-tensor optimizer: the composition of transforms one group applies.
@@ -157,9 +207,97 @@ impl ModelOptimizer {
         self.steps_done
     }
 
+    /// Copies out the state (update count and every state tensor) for a checkpoint.
+    pub fn state(&self) -> OptimizerState {
+        OptimizerState {
+            steps_done: self.steps_done,
+            params: self
+                .params
+                .iter()
+                .zip(&self.states)
+                .enumerate()
+                .map(|(i, (p, s))| ParamState {
+                    path: p.path.clone(),
+                    group: self.group_of(i).to_string(),
+                    tensors: s.iter().map(|t| t.clone().into_data()).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Restores a state saved by [`ModelOptimizer::state`] onto `device`. The parameters must be
+    /// the same (paths, shapes, order) and each must belong to a group whose optimizer keeps the
+    /// same number of state tensors; anything else is an error naming the parameter.
+    pub fn load_state(&mut self, saved: OptimizerState, device: &Device) -> Result<()> {
+        if saved.params.len() != self.params.len() {
+            bail!(
+                "optimizer state has {} parameters, the model has {}",
+                saved.params.len(),
+                self.params.len()
+            );
+        }
+        let mut states = Vec::with_capacity(saved.params.len());
+        for (i, (p, s)) in self.params.iter().zip(saved.params).enumerate() {
+            if p.path != s.path {
+                bail!(
+                    "optimizer state parameter {i} is `{}`, the model's is `{}`",
+                    s.path,
+                    p.path
+                );
+            }
+            let slots = self.optimizers[self.assignment.group_of[i]].state_slots();
+            if !s.tensors.is_empty() && s.tensors.len() != slots {
+                bail!(
+                    "optimizer state of `{}` has {} tensors, its group `{}` keeps {slots}",
+                    p.path,
+                    s.tensors.len(),
+                    self.group_of(i)
+                );
+            }
+            let mut tensors = Vec::with_capacity(s.tensors.len());
+            for data in s.tensors {
+                if data.shape().as_slice() != [p.numel()] {
+                    bail!(
+                        "optimizer state of `{}` has shape {:?}, expected [{}] (the flattened parameter)",
+                        p.path,
+                        data.shape().as_slice(),
+                        p.numel()
+                    );
+                }
+                let dtype = data.dtype();
+                tensors.push(Tensor::<1>::from_data(data, (device, dtype)));
+            }
+            states.push(tensors);
+        }
+        self.states = states;
+        self.steps_done = saved.steps_done;
+        Ok(())
+    }
+
     /// One update of every parameter with the schedule's learning rate `lr`. `slots` are in
     /// [`ModelOptimizer::params`] order; returns the new values in the same order.
     pub fn step(&mut self, lr: f64, slots: Vec<ParamSlot>) -> Vec<Tensor<1>> {
+        self.step_inner(lr, slots, None)
+    }
+
+    /// [`ModelOptimizer::step`], also returning the trust ratio each tensor's optimizer applied
+    /// (`None` where its group applies none).
+    pub fn step_with_trust_ratios(
+        &mut self,
+        lr: f64,
+        slots: Vec<ParamSlot>,
+    ) -> (Vec<Tensor<1>>, Vec<Option<Tensor<1>>>) {
+        let mut ratios = Vec::with_capacity(slots.len());
+        let values = self.step_inner(lr, slots, Some(&mut ratios));
+        (values, ratios)
+    }
+
+    fn step_inner(
+        &mut self,
+        lr: f64,
+        slots: Vec<ParamSlot>,
+        mut ratios: Option<&mut Vec<Option<Tensor<1>>>>,
+    ) -> Vec<Tensor<1>> {
         assert_eq!(
             slots.len(),
             self.params.len(),
@@ -181,12 +319,17 @@ impl ModelOptimizer {
                     .map(|_| slot.value.zeros_like())
                     .collect();
             }
+            let probe = RefCell::new(None);
             let ctx = StepContext {
                 lr: lr * self.assignment.groups[g].1.lr_scale,
                 step: self.steps_done,
                 global_grad_norm: global.as_ref(),
+                trust_ratio_out: ratios.is_some().then_some(&probe),
             };
             out.push(optimizer.step(&ctx, slot.value, slot.grad, state));
+            if let Some(r) = ratios.as_deref_mut() {
+                r.push(probe.into_inner());
+            }
         }
         out
     }

@@ -86,6 +86,7 @@ impl TensorOptimizer for Adam {
         }
         if self.trust_ratio {
             let ratio = trust_ratio(&param, &u);
+            ctx.report_trust_ratio(&ratio);
             u = scale_by(u, ratio);
         }
         param - u.mul_scalar(ctx.lr)

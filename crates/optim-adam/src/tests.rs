@@ -17,11 +17,7 @@ fn group(wd: f64) -> GroupContext {
     }
 }
 fn ctx(lr: f64, step: u64) -> StepContext<'static> {
-    StepContext {
-        lr,
-        step,
-        global_grad_norm: None,
-    }
+    StepContext::new(lr, step)
 }
 fn run(o: &dyn TensorOptimizer, w0: f32, grads: &[f32], lr: f64) -> f64 {
     let mut s = vec![t(&[0.0]), t(&[0.0])];

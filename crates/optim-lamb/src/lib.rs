@@ -115,6 +115,7 @@ impl TensorOptimizer for Lamb {
             if c.trust_clip {
                 ratio = ratio.clamp_max(1.0);
             }
+            ctx.report_trust_ratio(&ratio);
             u = scale_by(u, ratio);
         }
         param - u.mul_scalar(ctx.lr)

@@ -19,11 +19,7 @@ fn lamb(wd: f64, trust: bool) -> Lamb {
     }
 }
 fn ctx(lr: f64, step: u64) -> StepContext<'static> {
-    StepContext {
-        lr,
-        step,
-        global_grad_norm: None,
-    }
+    StepContext::new(lr, step)
 }
 fn close(a: &[f64], b: &[f64], tol: f64) {
     for (x, y) in a.iter().zip(b) {

@@ -112,6 +112,7 @@ impl TensorOptimizer for Lars {
                 denominator.add_scalar(c.eps),
                 valid,
             );
+            ctx.report_trust_ratio(&trust);
             d * trust.mul_scalar(ctx.lr)
         } else {
             d.mul_scalar(ctx.lr)

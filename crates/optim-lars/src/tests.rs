@@ -23,11 +23,7 @@ fn lars(variant: LarsVariant, nesterov: bool, wd: f64) -> Lars {
     }
 }
 fn ctx(lr: f64) -> StepContext<'static> {
-    StepContext {
-        lr,
-        step: 1,
-        global_grad_norm: None,
-    }
+    StepContext::new(lr, 1)
 }
 fn one_step(o: &Lars, w: &[f32], g: &[f32], lr: f64) -> Vec<f64> {
     let mut s = vec![t(&vec![0.0; w.len()])];

@@ -70,6 +70,7 @@ impl TensorOptimizer for Momentum {
         };
         if self.trust_ratio {
             let ratio = trust_ratio(&param, &g);
+            ctx.report_trust_ratio(&ratio);
             g = scale_by(g, ratio);
         }
         let new = if self.lr_inside_buffer {

@@ -3,11 +3,7 @@
 use super::*;
 use bigbatch_core::testing::{tensor as t, values as vals};
 fn ctx(lr: f64, step: u64) -> StepContext<'static> {
-    StepContext {
-        lr,
-        step,
-        global_grad_norm: None,
-    }
+    StepContext::new(lr, step)
 }
 fn opt(nesterov: bool, wd: f64, mode: DecayMode) -> Momentum {
     Momentum {

@@ -1,0 +1,236 @@
+//! Trajectory replay: feed recorded parameters, gradients and learning rates through an optimizer
+//! configuration and report every parameter after every step, so that any other framework's
+//! optimizer can be compared with ours number by number. The trace format is documented in
+//! `docs/replay.md`.
+
+use crate::groups::{OptimizerSetup, ParamKind};
+use crate::optimizer::ModelOptimizer;
+use crate::params::{ParamInfo, ParamSlot};
+use anyhow::{Result, anyhow, bail};
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A recorded trajectory: initial parameters, then one learning rate and gradient set per step.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Trace {
+    pub params: Vec<TraceParam>,
+    pub steps: Vec<TraceStep>,
+}
+
+/// A named tensor with its initial value (flat, row-major).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TraceParam {
+    pub name: String,
+    /// `Weight`, `Bias` or `Norm`: what group selectors match on `kinds`.
+    pub kind: ParamKind,
+    pub shape: Vec<usize>,
+    pub values: Vec<f64>,
+}
+
+/// One update: the learning rate (before each group's `lr_scale`) and a gradient per tensor name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TraceStep {
+    pub lr: f64,
+    pub grads: BTreeMap<String, Vec<f64>>,
+}
+
+/// The floating-point type of the replay computation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F32,
+    F64,
+}
+
+impl Precision {
+    fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F64 => DType::F64,
+        }
+    }
+}
+
+/// What `bigbatch replay` prints.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ReplayOutput {
+    pub dtype: Precision,
+    /// The group each tensor was assigned to.
+    pub groups: BTreeMap<String, String>,
+    pub steps: Vec<ReplayStep>,
+}
+
+/// The state after one step.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ReplayStep {
+    /// 1-based.
+    pub step: u64,
+    pub lr: f64,
+    /// Every tensor after this step (flat, row-major).
+    pub params: BTreeMap<String, Vec<f64>>,
+    /// The layer-wise trust ratio applied to each tensor whose group applies one.
+    pub trust_ratios: BTreeMap<String, f64>,
+}
+
+/// Parses JSON into `T`; errors read `origin:line:column: message (at path)`.
+pub fn parse_json<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let at = if path.is_empty() || path == "." {
+            String::new()
+        } else {
+            format!(" (at `{path}`)")
+        };
+        anyhow!("{origin}:{}:{}: {inner}{at}", inner.line(), inner.column())
+    })?;
+    de.end()
+        .map_err(|e| anyhow!("{origin}: trailing characters after the JSON value: {e}"))?;
+    Ok(value)
+}
+
+impl Trace {
+    /// Checks names, shapes and gradients; errors name `origin` and the offending field.
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        if self.params.is_empty() {
+            bail!("{origin}: params: expected at least one tensor");
+        }
+        let mut names = BTreeSet::new();
+        for (i, p) in self.params.iter().enumerate() {
+            if p.name.is_empty() {
+                bail!("{origin}: params[{i}].name: expected a non-empty name");
+            }
+            if !names.insert(p.name.as_str()) {
+                bail!("{origin}: params[{i}].name: `{}` appears twice", p.name);
+            }
+            let numel: usize = p.shape.iter().product();
+            if p.shape.is_empty() || numel == 0 {
+                bail!(
+                    "{origin}: params[{i}].shape: expected a non-empty shape with no zero dimension, got {:?}",
+                    p.shape
+                );
+            }
+            if p.values.len() != numel {
+                bail!(
+                    "{origin}: params[{i}].values: `{}` has shape {:?} ({numel} values), got {} values",
+                    p.name,
+                    p.shape,
+                    p.values.len()
+                );
+            }
+        }
+        for (s, step) in self.steps.iter().enumerate() {
+            if !step.lr.is_finite() {
+                bail!(
+                    "{origin}: steps[{s}].lr: expected a finite number, got {}",
+                    step.lr
+                );
+            }
+            for name in step.grads.keys() {
+                if !names.contains(name.as_str()) {
+                    bail!("{origin}: steps[{s}].grads.{name}: no tensor of that name in params");
+                }
+            }
+            for p in &self.params {
+                let numel: usize = p.shape.iter().product();
+                match step.grads.get(&p.name) {
+                    None => bail!(
+                        "{origin}: steps[{s}].grads: missing the gradient of `{}`",
+                        p.name
+                    ),
+                    Some(g) if g.len() != numel => bail!(
+                        "{origin}: steps[{s}].grads.{}: expected {numel} values (shape {:?}), got {}",
+                        p.name,
+                        p.shape,
+                        g.len()
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn flat(values: &[f64], precision: Precision, device: &Device) -> Tensor<1> {
+    let data = TensorData::new(values.to_vec(), [values.len()]);
+    Tensor::from_data(data, (device, precision.dtype()))
+}
+
+fn read(x: &Tensor<1>) -> Vec<f64> {
+    x.clone()
+        .into_data()
+        .convert::<f64>()
+        .try_to_vec::<f64>()
+        .expect("f64 data after conversion")
+}
+
+/// Runs `trace` (already validated) through the optimizer `setup`, with parameters assigned to
+/// groups by name and kind exactly as in training.
+pub fn replay(
+    setup: &OptimizerSetup,
+    trace: &Trace,
+    precision: Precision,
+    device: &Device,
+) -> Result<ReplayOutput> {
+    let infos: Vec<ParamInfo> = trace
+        .params
+        .iter()
+        .map(|p| ParamInfo {
+            path: p.name.clone(),
+            kind: p.kind,
+            shape: p.shape.clone(),
+        })
+        .collect();
+    let mut optimizer = ModelOptimizer::new(setup, infos)?;
+    let groups = trace
+        .params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.clone(), optimizer.group_of(i).to_string()))
+        .collect();
+    let mut values: Vec<Tensor<1>> = trace
+        .params
+        .iter()
+        .map(|p| flat(&p.values, precision, device))
+        .collect();
+    let mut steps = Vec::with_capacity(trace.steps.len());
+    for (s, step) in trace.steps.iter().enumerate() {
+        let slots = trace
+            .params
+            .iter()
+            .zip(values)
+            .map(|(p, value)| ParamSlot {
+                value,
+                grad: flat(&step.grads[&p.name], precision, device),
+            })
+            .collect();
+        let (new, ratios) = optimizer.step_with_trust_ratios(step.lr, slots);
+        let mut params = BTreeMap::new();
+        let mut trust_ratios = BTreeMap::new();
+        for ((p, value), ratio) in trace.params.iter().zip(&new).zip(&ratios) {
+            params.insert(p.name.clone(), read(value));
+            if let Some(r) = ratio {
+                trust_ratios.insert(p.name.clone(), read(r)[0]);
+            }
+        }
+        steps.push(ReplayStep {
+            step: s as u64 + 1,
+            lr: step.lr,
+            params,
+            trust_ratios,
+        });
+        values = new;
+    }
+    Ok(ReplayOutput {
+        dtype: precision,
+        groups,
+        steps,
+    })
+}

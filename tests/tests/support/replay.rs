@@ -1,0 +1,320 @@
+//! `bigbatch replay` against the independent reference trajectories of
+//! `tests/reference/reference_optimizers.py`, optimizer state save/restore, and bad traces.
+
+use super::{root, scratch};
+use bigbatch_cli::run_cli;
+use bigbatch_cli::run_config::compose_optimizer;
+use bigbatch_core::ModelOptimizer;
+use bigbatch_core::optimizer::OptimizerState;
+use bigbatch_core::params::{ParamInfo, ParamSlot};
+use bigbatch_core::replay::{Precision, ReplayOutput, Trace, parse_json, replay};
+use burn::tensor::{Device, Tensor};
+use std::path::PathBuf;
+
+fn reference_dir() -> PathBuf {
+    root().join("tests/reference")
+}
+
+fn trace() -> Trace {
+    let path = reference_dir().join("trace.json");
+    let trace: Trace = parse_json(
+        &std::fs::read_to_string(&path).unwrap(),
+        &path.display().to_string(),
+    )
+    .unwrap();
+    trace.validate("trace.json").unwrap();
+    trace
+}
+
+/// Every `(name, config file)` under tests/reference/cases.
+fn cases() -> Vec<(String, PathBuf)> {
+    let mut out: Vec<_> = std::fs::read_dir(reference_dir().join("cases"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ron"))
+        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
+        .collect();
+    out.sort();
+    out
+}
+
+/// `|got - want| <= tol * max(1, |want|)` for every value of every step, same groups and the same
+/// tensors reporting a trust ratio.
+fn compare(case: &str, got: &ReplayOutput, want: &serde_json::Value, tol: f64) {
+    let groups: std::collections::BTreeMap<String, String> =
+        serde_json::from_value(want["groups"].clone()).unwrap();
+    assert_eq!(got.groups, groups, "{case}: group assignment");
+    let want_steps = want["steps"].as_array().unwrap();
+    assert_eq!(got.steps.len(), want_steps.len(), "{case}: step count");
+    let close = |what: &str, g: f64, w: f64| {
+        assert!(
+            (g - w).abs() <= tol * w.abs().max(1.0),
+            "{case}: {what}: got {g}, reference {w} (tolerance {tol})"
+        );
+    };
+    for (s, w) in got.steps.iter().zip(want_steps) {
+        for (name, values) in w["params"].as_object().unwrap() {
+            let g = &s.params[name];
+            for (i, v) in values.as_array().unwrap().iter().enumerate() {
+                close(
+                    &format!("step {} {name}[{i}]", s.step),
+                    g[i],
+                    v.as_f64().unwrap(),
+                );
+            }
+        }
+        let ratios = w["trust_ratios"].as_object().unwrap();
+        assert_eq!(
+            s.trust_ratios.keys().collect::<Vec<_>>(),
+            ratios.keys().collect::<Vec<_>>(),
+            "{case}: step {}: tensors with a trust ratio",
+            s.step
+        );
+        for (name, r) in ratios {
+            close(
+                &format!("step {} trust ratio of {name}", s.step),
+                s.trust_ratios[name],
+                r.as_f64().unwrap(),
+            );
+        }
+    }
+}
+
+#[test]
+fn every_optimizer_matches_its_reference_trajectory() {
+    bigbatch_cli::link_plugins();
+    let trace = trace();
+    let cases = cases();
+    assert!(cases.len() >= 16, "reference cases missing: {cases:?}");
+    let device = Device::flex();
+    for (name, path) in &cases {
+        let setup = compose_optimizer(std::slice::from_ref(path), &[]).unwrap();
+        let expected_path = path.with_file_name(format!("{name}.expected.json"));
+        let want: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(expected_path).unwrap()).unwrap();
+        let f64_run = replay(&setup, &trace, Precision::F64, &device).unwrap();
+        compare(name, &f64_run, &want, 1e-12);
+        let f32_run = replay(&setup, &trace, Precision::F32, &device).unwrap();
+        compare(name, &f32_run, &want, 2e-5);
+    }
+}
+
+fn slots(values: &[Tensor<1>], trace: &Trace, step: usize, device: &Device) -> Vec<ParamSlot> {
+    trace
+        .params
+        .iter()
+        .zip(values)
+        .map(|(p, v)| ParamSlot {
+            value: v.clone(),
+            grad: Tensor::from_floats(
+                trace.steps[step].grads[&p.name]
+                    .iter()
+                    .map(|&x| x as f32)
+                    .collect::<Vec<_>>()
+                    .as_slice(),
+                device,
+            ),
+        })
+        .collect()
+}
+
+fn bits(values: &[Tensor<1>]) -> Vec<Vec<u32>> {
+    values
+        .iter()
+        .map(|t| {
+            t.clone()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
+                .into_iter()
+                .map(f32::to_bits)
+                .collect()
+        })
+        .collect()
+}
+
+/// Two steps, save (through bytes), restore into a fresh optimizer, three more steps: bit-identical
+/// to five uninterrupted steps, for every reference configuration.
+#[test]
+fn restored_optimizer_state_continues_bit_identically() {
+    bigbatch_cli::link_plugins();
+    let trace = trace();
+    let device = Device::flex();
+    let infos: Vec<ParamInfo> = trace
+        .params
+        .iter()
+        .map(|p| ParamInfo {
+            path: p.name.clone(),
+            kind: p.kind,
+            shape: p.shape.clone(),
+        })
+        .collect();
+    let initial: Vec<Tensor<1>> = trace
+        .params
+        .iter()
+        .map(|p| {
+            let v: Vec<f32> = p.values.iter().map(|&x| x as f32).collect();
+            Tensor::from_floats(v.as_slice(), &device)
+        })
+        .collect();
+    for (name, path) in cases() {
+        let setup = compose_optimizer(std::slice::from_ref(&path), &[]).unwrap();
+        let mut straight = ModelOptimizer::new(&setup, infos.clone()).unwrap();
+        let mut values = initial.clone();
+        for s in 0..trace.steps.len() {
+            values = straight.step(trace.steps[s].lr, slots(&values, &trace, s, &device));
+        }
+
+        let mut first = ModelOptimizer::new(&setup, infos.clone()).unwrap();
+        let mut resumed_values = initial.clone();
+        for s in 0..2 {
+            resumed_values = first.step(
+                trace.steps[s].lr,
+                slots(&resumed_values, &trace, s, &device),
+            );
+        }
+        let bytes = first.state().to_bytes().unwrap();
+        drop(first);
+        let mut second = ModelOptimizer::new(&setup, infos.clone()).unwrap();
+        second
+            .load_state(OptimizerState::from_bytes(&bytes).unwrap(), &device)
+            .unwrap();
+        assert_eq!(second.steps_done(), 2, "{name}");
+        for s in 2..trace.steps.len() {
+            resumed_values = second.step(
+                trace.steps[s].lr,
+                slots(&resumed_values, &trace, s, &device),
+            );
+        }
+        assert_eq!(
+            bits(&values),
+            bits(&resumed_values),
+            "{name}: resumed run differs"
+        );
+    }
+}
+
+/// A state saved under one configuration does not load into a configuration whose optimizer keeps
+/// a different number of state tensors; the error names the parameter and the group.
+#[test]
+fn state_of_another_optimizer_is_rejected() {
+    bigbatch_cli::link_plugins();
+    let trace = trace();
+    let device = Device::flex();
+    let infos: Vec<ParamInfo> = trace
+        .params
+        .iter()
+        .map(|p| ParamInfo {
+            path: p.name.clone(),
+            kind: p.kind,
+            shape: p.shape.clone(),
+        })
+        .collect();
+    let case = |n: &str| reference_dir().join(format!("cases/{n}.ron"));
+    let adam = compose_optimizer(&[case("adam")], &[]).unwrap();
+    let nesterov = compose_optimizer(&[case("nesterov")], &[]).unwrap();
+    let mut a = ModelOptimizer::new(&adam, infos.clone()).unwrap();
+    let values: Vec<Tensor<1>> = trace
+        .params
+        .iter()
+        .map(|p| Tensor::zeros([p.values.len()], &device))
+        .collect();
+    a.step(0.1, slots(&values, &trace, 0, &device));
+    let mut n = ModelOptimizer::new(&nesterov, infos).unwrap();
+    let err = n.load_state(a.state(), &device).unwrap_err().to_string();
+    assert!(
+        err.contains("dense.weight") && err.contains("has 2 tensors") && err.contains("keeps 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn replay_command_writes_json_and_rejects_bad_traces() {
+    let dir = scratch("replay");
+    let trace_path = reference_dir().join("trace.json");
+    let case = reference_dir().join("cases/lars_mlperf.ron");
+    let out = dir.join("out.json");
+    run_cli([
+        "bigbatch",
+        "replay",
+        "--optimizer",
+        case.to_str().unwrap(),
+        "--trace",
+        trace_path.to_str().unwrap(),
+        "--dtype",
+        "f64",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    let got: ReplayOutput = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(got.dtype, Precision::F64);
+    assert_eq!(got.steps.len(), 5);
+    // MLPerf LARS on `dense.weight` at step 3 (zero gradient on a non-zero weight): trust 1.
+    assert_eq!(got.steps[2].trust_ratios["dense.weight"], 1.0);
+
+    let replay_err = |trace_text: &str, optimizer: &str| -> String {
+        let t = dir.join("bad.json");
+        std::fs::write(&t, trace_text).unwrap();
+        let o = dir.join("opt.ron");
+        std::fs::write(&o, optimizer).unwrap();
+        run_cli([
+            "bigbatch",
+            "replay",
+            "--optimizer",
+            o.to_str().unwrap(),
+            "--trace",
+            t.to_str().unwrap(),
+        ])
+        .unwrap_err()
+        .to_string()
+    };
+    let sgd = r#"(optimizer: (default: (optimizer: (name: "nesterov", config: ()))))"#;
+    let one = |grad: &str| {
+        format!(
+            r#"{{"params": [{{"name": "w", "kind": "Weight", "shape": [2, 3], "values": [1,2,3,4,5,6]}}],
+                "steps": [{{"lr": 0.1, "grads": {{{grad}}}}}]}}"#
+        )
+    };
+    let e = replay_err(&one(r#""w": [1, 2, 3, 4, 5]"#), sgd);
+    assert!(
+        e.contains("bad.json: steps[0].grads.w: expected 6 values (shape [2, 3]), got 5"),
+        "{e}"
+    );
+    let e = replay_err(&one(r#""v": [1, 2, 3, 4, 5, 6]"#), sgd);
+    assert!(
+        e.contains("steps[0].grads.v: no tensor of that name"),
+        "{e}"
+    );
+    let e = replay_err(&one(""), sgd);
+    assert!(e.contains("missing the gradient of `w`"), "{e}");
+    let e = replay_err(
+        r#"{"params": [{"name": "w", "kind": "Kernel", "shape": [1], "values": [1]}], "steps": []}"#,
+        sgd,
+    );
+    assert!(
+        e.contains("bad.json:1:") && e.contains("params[0].kind"),
+        "{e}"
+    );
+    let e = replay_err(
+        &one(r#""w": [1, 2, 3, 4, 5, 6]"#),
+        r#"(optimizer: (default: (optimizer: (name: "lars", config: (variant: "keras")))))"#,
+    );
+    assert!(
+        e.contains("optimizer.default.optimizer.config") && e.contains("keras"),
+        "{e}"
+    );
+    let e = replay_err(
+        &one(r#""w": [1, 2, 3, 4, 5, 6]"#),
+        r#"(optimizer: (default: (optimizer: (name: "adam", config: (eps: -1e-8)))))"#,
+    );
+    assert!(
+        e.contains("optimizer.default.optimizer.config.eps: expected a finite non-negative"),
+        "{e}"
+    );
+    let e = replay_err(
+        &one(r#""w": [1, 2, 3, 4, 5, 6]"#),
+        "(schedule: Constant(lr: 0.1))",
+    );
+    assert!(e.contains("opt.ron has an `optimizer` section"), "{e}");
+}
