@@ -208,3 +208,6 @@ fn shipped_configs_compose_and_assign_groups() {
 
 #[path = "support/replay.rs"]
 mod replay;
+
+#[path = "support/study.rs"]
+mod study;

@@ -1,7 +1,8 @@
-//! `bigbatch train | schedule | optimizers | replay`.
+//! `bigbatch train | schedule | optimizers | replay | study | report`.
 
 use crate::backend::{self, Backend};
 use crate::run_config::{DataSource, RunConfig, compose_optimizer};
+use crate::study::{Study, describe_result};
 use crate::train::{self, RunOptions, Status};
 use anyhow::{Context, Result, bail};
 use bigbatch_core::config::write_atomic;
@@ -57,6 +58,23 @@ enum Command {
     },
     /// List the registered optimizers and their config fields.
     Optimizers,
+    /// Tuning studies: quasi-random search, reruns over seeds.
+    Study {
+        #[command(subcommand)]
+        command: StudyCommand,
+    },
+    /// Tables (markdown, CSV) of one or more studies: protocol, best points, statistics over seeds.
+    Report {
+        /// Study files (their directories default to studies/<name>).
+        #[arg(required = true)]
+        studies: Vec<PathBuf>,
+        /// Study directories, one per study file in the same order (default: studies/<name>).
+        #[arg(long = "dir")]
+        dirs: Vec<PathBuf>,
+        /// Output directory for report.md and report.csv.
+        #[arg(long, default_value = "report")]
+        out: PathBuf,
+    },
     /// Feed a recorded trajectory (parameters, per-step gradients and learning rates) through an
     /// optimizer config and print every parameter after every step as JSON (docs/replay.md).
     Replay {
@@ -78,6 +96,71 @@ enum Command {
         /// Write the JSON to this file (atomically) instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct StudyArgs {
+    /// The study file (RON).
+    study: PathBuf,
+    /// Study directory (default: studies/<study file name>).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum StudyCommand {
+    /// Run trials until N feasible ones finished (diverged ones are recorded and do not count).
+    Run {
+        #[command(flatten)]
+        args: StudyArgs,
+        #[arg(long)]
+        trials: u64,
+        /// Trials run at once (threads of this process).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
+    },
+    /// Run exactly one trial (skipped if its result exists): what a Slurm array task calls.
+    Trial {
+        #[command(flatten)]
+        args: StudyArgs,
+        #[arg(long)]
+        index: u64,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
+    },
+    /// Write an `sbatch --array` script that runs the study's trials through `study trial`.
+    Slurm {
+        #[command(flatten)]
+        args: StudyArgs,
+        /// Array size: trial indices 0 .. attempts-1.
+        #[arg(long)]
+        attempts: u64,
+        /// Extra `#SBATCH` lines (e.g. `--sbatch "--gres=gpu:1"`), repeatable.
+        #[arg(long = "sbatch", allow_hyphen_values = true)]
+        sbatch: Vec<String>,
+        /// Path of the bigbatch binary on the cluster (default: this binary).
+        #[arg(long)]
+        binary: Option<String>,
+        /// Script path (default: DIR/slurm.sh).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Progress: finished, diverged, unfinished trials and the best so far.
+    Status {
+        #[command(flatten)]
+        args: StudyArgs,
+    },
+    /// Rerun the best trial's point over seeds 0 .. K-1.
+    Rerun {
+        #[command(flatten)]
+        args: StudyArgs,
+        #[arg(long)]
+        seeds: u64,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
     },
 }
 
@@ -189,6 +272,30 @@ where
             }
             Ok(())
         }
+        Command::Study { command } => {
+            registry::check()?;
+            study_command(command)
+        }
+        Command::Report { studies, dirs, out } => {
+            if !dirs.is_empty() && dirs.len() != studies.len() {
+                bail!(
+                    "--dir: give one directory per study file ({} studies, {} directories)",
+                    studies.len(),
+                    dirs.len()
+                );
+            }
+            let loaded = studies
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Study::load(p, dirs.get(i).cloned()))
+                .collect::<Result<Vec<_>>>()?;
+            let (md, csv) = crate::report::tables(&loaded)?;
+            write_atomic(&out.join("report.md"), md.as_bytes())?;
+            write_atomic(&out.join("report.csv"), csv.as_bytes())?;
+            println!("{md}");
+            println!("written: {}/report.md, report.csv", out.display());
+            Ok(())
+        }
         Command::Optimizers => {
             registry::check()?;
             for p in registry::plugins() {
@@ -200,6 +307,101 @@ where
             Ok(())
         }
     }
+}
+
+fn study_command(command: StudyCommand) -> Result<()> {
+    match command {
+        StudyCommand::Run {
+            args,
+            trials,
+            workers,
+            backend,
+        } => {
+            let study = Study::load(&args.study, args.dir)?;
+            study.run(trials, workers, backend)?;
+            print_status(&study)
+        }
+        StudyCommand::Trial {
+            args,
+            index,
+            backend,
+        } => {
+            let study = Study::load(&args.study, args.dir)?;
+            let device = backend::device(backend)?;
+            let r = study.run_trial(index, &device)?;
+            println!("{}", describe_result(&r));
+            Ok(())
+        }
+        StudyCommand::Slurm {
+            args,
+            attempts,
+            sbatch,
+            binary,
+            out,
+        } => {
+            let study = Study::load(&args.study, args.dir)?;
+            let binary = match binary {
+                Some(b) => b,
+                None => std::env::current_exe()?.display().to_string(),
+            };
+            let extra: String = sbatch.iter().map(|l| format!("#SBATCH {l}\n")).collect();
+            let path = out.unwrap_or_else(|| study.dir.join("slurm.sh"));
+            write_atomic(
+                &path,
+                study.slurm_script(attempts, &binary, &extra).as_bytes(),
+            )?;
+            println!(
+                "wrote {} (submit with: sbatch {})",
+                path.display(),
+                path.display()
+            );
+            Ok(())
+        }
+        StudyCommand::Status { args } => print_status(&Study::load(&args.study, args.dir)?),
+        StudyCommand::Rerun {
+            args,
+            seeds,
+            backend,
+        } => {
+            let study = Study::load(&args.study, args.dir)?;
+            study.rerun(seeds, backend)?;
+            let stats = study.rerun_stats()?;
+            println!("{}", serde_json::to_string_pretty(&stats)?);
+            Ok(())
+        }
+    }
+}
+
+fn print_status(study: &Study) -> Result<()> {
+    let trials = study.trials()?;
+    let feasible = trials.values().filter(|r| r.feasible()).count();
+    let unfinished = study.unfinished();
+    println!(
+        "study {}  (directory {})",
+        study.path.display(),
+        study.dir.display()
+    );
+    println!(
+        "finished: {}  feasible: {feasible}  diverged: {}  unfinished (running or killed): {}{}",
+        trials.len(),
+        trials.len() - feasible,
+        unfinished.len(),
+        if unfinished.is_empty() {
+            String::new()
+        } else {
+            format!(" {unfinished:?}")
+        }
+    );
+    match study.best()? {
+        Some(b) => {
+            println!("best: {}", describe_result(&b));
+            for (path, value) in &b.point {
+                println!("    {path} = {value}");
+            }
+        }
+        None => println!("best: none yet"),
+    }
+    Ok(())
 }
 
 fn default_run_dir() -> PathBuf {

@@ -6,7 +6,9 @@
 
 pub mod backend;
 pub mod commands;
+pub mod report;
 pub mod run_config;
+pub mod study;
 pub mod train;
 
 pub use commands::run_cli;

@@ -97,6 +97,16 @@ pub fn from_json_checked<T: DeserializeOwned>(json: Value, origin: &str) -> Resu
 /// letter (an enum variant in serde's JSON form) are stepped through when the path does not name
 /// the variant.
 pub fn set_path(root: &mut Value, path: &str, value: Value) -> Result<()> {
+    update_path(root, path, |_| Ok(value))
+}
+
+/// Replaces the value at a dotted path with `f(current value)` (see [`set_path`] for the path
+/// rules).
+pub fn update_path(
+    root: &mut Value,
+    path: &str,
+    f: impl FnOnce(&Value) -> Result<Value>,
+) -> Result<()> {
     if path.is_empty() {
         bail!("empty path");
     }
@@ -115,7 +125,8 @@ pub fn set_path(root: &mut Value, path: &str, value: Value) -> Result<()> {
                             map.keys().cloned().collect::<Vec<_>>().join(", ")
                         );
                     }
-                    map.insert(segment.to_string(), value);
+                    let slot = map.get_mut(*segment).expect("checked above");
+                    *slot = f(slot)?;
                     return Ok(());
                 }
                 map.get_mut(*segment)
@@ -130,7 +141,7 @@ pub fn set_path(root: &mut Value, path: &str, value: Value) -> Result<()> {
                     anyhow!("index {index} out of range at `{walked}` (length {len})")
                 })?;
                 if last {
-                    *slot = value;
+                    *slot = f(slot)?;
                     return Ok(());
                 }
                 slot

@@ -14,6 +14,7 @@ pub mod params;
 pub mod registry;
 pub mod replay;
 pub mod schedule;
+pub mod study;
 pub mod testing;
 pub mod transforms;
 

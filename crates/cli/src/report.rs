@@ -1,0 +1,147 @@
+//! `bigbatch report`: the protocol and results of one or more studies as markdown and CSV tables,
+//! shaped like the paper's Tables 2 and 3 (median validation and training accuracy over seeds, the
+//! fraction of seeds reaching the target, steps to target). Every report starts with the protocol
+//! (trials per study, search space, budget, seeds) so that unequal tuning effort is visible.
+
+use crate::study::{Study, TrialResult};
+use anyhow::Result;
+use bigbatch_core::study::{Scaling, Spread};
+use std::fmt::Write;
+
+fn pct(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+fn spread_cell(s: &Option<Spread>) -> (String, String, String) {
+    match s {
+        Some(s) => (
+            pct(s.median),
+            format!("{} - {}", pct(s.q1), pct(s.q3)),
+            format!("{} - {}", pct(s.min), pct(s.max)),
+        ),
+        None => ("-".into(), "-".into(), "-".into()),
+    }
+}
+
+fn scaling(s: &Scaling) -> String {
+    match s {
+        Scaling::Log(a, b) => format!("Log({a}, {b})"),
+        Scaling::Linear(a, b) => format!("Linear({a}, {b})"),
+        Scaling::Discrete(v) => format!(
+            "Discrete([{}])",
+            v.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Scaling::Fixed(v) => format!("Fixed({v})"),
+    }
+}
+
+fn name(study: &Study) -> String {
+    study
+        .path
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The markdown report and the CSV table (one row per study).
+pub fn tables(studies: &[Study]) -> Result<(String, String)> {
+    let mut md = String::from("# bigbatch report\n\n## Protocol\n\n");
+    md += "| study | optimizer (default group) | steps | batch | trials finished | feasible | diverged | search dims | seeds rerun |\n";
+    md += "|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
+    let mut csv = String::from(
+        "study,optimizer,steps,batch_size,trials,feasible,diverged,best_trial,seeds,seeds_diverged,\
+         val_median,val_q1,val_q3,val_min,val_max,train_median,target,fraction_reaching_target,\
+         median_steps_to_target\n",
+    );
+    let mut results = String::from(
+        "\n## Results over seeds (best trial rerun)\n\n\
+         | study | best trial | seeds | median val | val IQR | val min - max | median train | target | reaching target | median steps to target |\n\
+         |---|---:|---:|---:|---|---|---:|---:|---:|---:|\n",
+    );
+    let mut spaces = String::from("\n## Search spaces and best points\n");
+    for study in studies {
+        let n = name(study);
+        let trials = study.trials()?;
+        let feasible = trials.values().filter(|r| r.feasible()).count();
+        let best: Option<TrialResult> = study.best()?;
+        let stats = study.rerun_stats()?;
+        // The budget as trials ran it (the base with `Fixed` entries and trial 0's point).
+        let (base, _) = study.trial_config(0)?;
+        let base = &base;
+        let optimizer = &base.optimizer.default.optimizer.name;
+        let dims = study
+            .file
+            .search
+            .values()
+            .filter(|s| !matches!(s, Scaling::Fixed(_)))
+            .count();
+        writeln!(
+            md,
+            "| {n} | {optimizer} | {} | {} | {} | {feasible} | {} | {dims} | {} |",
+            base.train.steps,
+            base.train.batch_size,
+            trials.len(),
+            trials.len() - feasible,
+            stats.seeds
+        )?;
+        let (val_med, val_iqr, val_range) = spread_cell(&stats.val_accuracy);
+        let (train_med, _, _) = spread_cell(&stats.train_accuracy);
+        let target = study.file.target.map_or("-".into(), pct);
+        let reaching = stats
+            .fraction_reaching_target
+            .map_or("-".into(), |f| format!("{:.0}%", 100.0 * f));
+        let steps = stats
+            .median_steps_to_target
+            .map_or("-".into(), |s| format!("{s:.0}"));
+        let best_index = best.as_ref().map_or("-".into(), |b| b.index.to_string());
+        writeln!(
+            results,
+            "| {n} | {best_index} | {} | {val_med} | {val_iqr} | {val_range} | {train_med} | {target} | {reaching} | {steps} |",
+            stats.seeds
+        )?;
+        let num = |s: &Option<Spread>, f: fn(&Spread) -> f64| {
+            s.as_ref().map_or(String::new(), |s| f(s).to_string())
+        };
+        let opt = |x: Option<f64>| x.map_or(String::new(), |v| v.to_string());
+        writeln!(
+            csv,
+            "{n},{optimizer},{},{},{},{feasible},{},{best_index},{},{},{},{},{},{},{},{},{},{},{}",
+            base.train.steps,
+            base.train.batch_size,
+            trials.len(),
+            trials.len() - feasible,
+            stats.seeds,
+            stats.diverged,
+            num(&stats.val_accuracy, |s| s.median),
+            num(&stats.val_accuracy, |s| s.q1),
+            num(&stats.val_accuracy, |s| s.q3),
+            num(&stats.val_accuracy, |s| s.min),
+            num(&stats.val_accuracy, |s| s.max),
+            num(&stats.train_accuracy, |s| s.median),
+            opt(study.file.target),
+            opt(stats.fraction_reaching_target),
+            opt(stats.median_steps_to_target),
+        )?;
+        writeln!(
+            spaces,
+            "\n### {n}\n\nstudy file `{}`, quasi-random seed {}, selection metric {:?}\n\n| path | scaling | best trial's value |\n|---|---|---|",
+            study.path.display(),
+            study.file.seed,
+            study.file.metric
+        )?;
+        for (path, s) in &study.file.search {
+            let value = best
+                .as_ref()
+                .and_then(|b| b.point.get(path))
+                .map_or("-".into(), |v| v.to_string());
+            writeln!(spaces, "| `{path}` | {} | {value} |", scaling(s))?;
+        }
+    }
+    md += &results;
+    md += &spaces;
+    Ok((md, csv))
+}

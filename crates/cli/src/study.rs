@@ -1,0 +1,466 @@
+//! Running a tuning study: the study file, one trial per index, the study directory, reruns over
+//! seeds and the summary statistics (`bigbatch study ...`, `bigbatch report`).
+//!
+//! Study directory layout (every `.json` written atomically, after its run finished):
+//!
+//! ```text
+//! DIR/trials/00007/        run directory of trial 7 (config.ron, metrics.jsonl, summary.json)
+//! DIR/trials/00007.json    its result: point, status, metric (present = trial done)
+//! DIR/reruns/seed-003/     the best point rerun with train.seed = 3
+//! DIR/reruns/seed-003.json
+//! ```
+//!
+//! A run directory without its `.json` is a trial that was running or was killed; it is started
+//! again from scratch by the next `study run` / `study trial`.
+
+use crate::backend::{self, Backend};
+use crate::run_config::RunConfig;
+use crate::train::{self, RunOptions, RunSummary, Status};
+use anyhow::{Context, Result, bail};
+use bigbatch_core::config::{from_json_checked, load_ron, to_ron, write_atomic};
+use bigbatch_core::study::{SearchSpace, Spread, apply_point, spread, trial_point, validate_space};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// What a study selects on.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    /// Final validation accuracy (maximised).
+    FinalValAccuracy,
+    /// Final training accuracy (maximised).
+    FinalTrainAccuracy,
+}
+
+impl Metric {
+    pub fn of(self, s: &RunSummary) -> Option<f64> {
+        match self {
+            Metric::FinalValAccuracy => s.final_val_accuracy,
+            Metric::FinalTrainAccuracy => s.final_train_accuracy,
+        }
+    }
+}
+
+/// A study file (RON).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StudyFile {
+    /// Run-config files composed in order, relative to the study file.
+    pub base: Vec<PathBuf>,
+    /// Dotted run-config path -> `Log(min, max)`, `Linear(min, max)`, `Discrete([...])`,
+    /// `Fixed(v)`.
+    pub search: SearchSpace,
+    /// Seeds the quasi-random sequence (not the runs: those keep the base `train.seed`).
+    pub seed: u64,
+    /// Selection metric.
+    pub metric: Metric,
+    /// A target value of the metric (e.g. 0.759 for ResNet-50): reports give the fraction of
+    /// seeds reaching it and the steps to reach it.
+    #[serde(default)]
+    pub target: Option<f64>,
+    /// The most trials attempted in total (diverged ones included); default: 3 x the trials asked.
+    #[serde(default)]
+    pub max_attempts: Option<u64>,
+}
+
+/// A loaded study: its file, where it came from, and its base config.
+pub struct Study {
+    pub path: PathBuf,
+    pub file: StudyFile,
+    pub base: RunConfig,
+    pub dir: PathBuf,
+}
+
+/// The result file of one trial or rerun.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TrialResult {
+    pub index: u64,
+    /// The searched values (path -> value).
+    pub point: BTreeMap<String, Value>,
+    pub seed: u64,
+    pub metric: Option<f64>,
+    pub summary: RunSummary,
+}
+
+impl TrialResult {
+    pub fn feasible(&self) -> bool {
+        self.summary.status == Status::Completed && self.metric.is_some()
+    }
+}
+
+impl Study {
+    /// Reads and checks a study file: the search space, the base config and that every searched
+    /// path exists (by composing trial 0).
+    pub fn load(path: &Path, dir: Option<PathBuf>) -> Result<Self> {
+        let file: StudyFile = load_ron(path)?;
+        let origin = path.display().to_string();
+        if file.base.is_empty() {
+            bail!("{origin}: base: expected at least one run-config file");
+        }
+        validate_space(&file.search, &origin)?;
+        let here = path.parent().unwrap_or(Path::new("."));
+        let base_files: Vec<PathBuf> = file.base.iter().map(|f| here.join(f)).collect();
+        let base =
+            RunConfig::compose(&base_files, &[]).with_context(|| format!("{origin}: base"))?;
+        let dir = dir
+            .unwrap_or_else(|| PathBuf::from("studies").join(path.file_stem().unwrap_or_default()));
+        let study = Study {
+            path: path.to_path_buf(),
+            file,
+            base,
+            dir,
+        };
+        study
+            .trial_config(0)
+            .with_context(|| format!("{origin}: search"))?;
+        Ok(study)
+    }
+
+    /// The config of trial `index`: the base with the point applied, checked like a config file.
+    pub fn trial_config(&self, index: u64) -> Result<(RunConfig, BTreeMap<String, Value>)> {
+        let point = trial_point(&self.file.search, self.file.seed, index);
+        let mut json = serde_json::to_value(&self.base)?;
+        apply_point(&mut json, &point)?;
+        let config: RunConfig = from_json_checked(json, "search point")?;
+        config.validate()?;
+        Ok((config, point))
+    }
+
+    fn trial_dir(&self, index: u64) -> PathBuf {
+        self.dir.join("trials").join(format!("{index:05}"))
+    }
+
+    fn result_path(run_dir: &Path) -> PathBuf {
+        run_dir.with_extension("json")
+    }
+
+    /// Finished trials by index.
+    pub fn trials(&self) -> Result<BTreeMap<u64, TrialResult>> {
+        read_results(&self.dir.join("trials"))
+    }
+
+    /// Finished reruns by seed.
+    pub fn reruns(&self) -> Result<BTreeMap<u64, TrialResult>> {
+        Ok(read_results(&self.dir.join("reruns"))?
+            .into_values()
+            .map(|r| (r.seed, r))
+            .collect())
+    }
+
+    /// Started but unfinished trials (running, or killed).
+    pub fn unfinished(&self) -> Vec<u64> {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("trials")) else {
+            return Vec::new();
+        };
+        let mut out: Vec<u64> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir() && !Self::result_path(&e.path()).exists())
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Runs trial `index` unless its result exists; returns the result.
+    pub fn run_trial(&self, index: u64, device: &burn::tensor::Device) -> Result<TrialResult> {
+        let run_dir = self.trial_dir(index);
+        let (config, point) = self.trial_config(index)?;
+        self.run_config(index, point, config, &run_dir, device)
+    }
+
+    fn run_config(
+        &self,
+        index: u64,
+        point: BTreeMap<String, Value>,
+        config: RunConfig,
+        run_dir: &Path,
+        device: &burn::tensor::Device,
+    ) -> Result<TrialResult> {
+        let result_path = Self::result_path(run_dir);
+        if let Some(done) = read_result(&result_path)? {
+            return Ok(done);
+        }
+        if run_dir.exists() {
+            std::fs::remove_dir_all(run_dir)
+                .with_context(|| format!("cannot clear unfinished {}", run_dir.display()))?;
+        }
+        let options = RunOptions {
+            out_dir: run_dir.to_path_buf(),
+            progress: false,
+        };
+        let summary = train::run(&config, device, &options)?;
+        let result = TrialResult {
+            index,
+            point,
+            seed: config.train.seed,
+            metric: self.file.metric.of(&summary),
+            summary,
+        };
+        write_atomic(
+            &result_path,
+            serde_json::to_string_pretty(&result)?.as_bytes(),
+        )?;
+        Ok(result)
+    }
+
+    /// Runs trials (lowest unfinished index first) until `trials` feasible ones exist, on
+    /// `workers` threads; diverged trials are kept and do not count. Stops with an error when the
+    /// attempt cap is reached first.
+    pub fn run(&self, trials: u64, workers: usize, backend: Backend) -> Result<()> {
+        write_atomic(&self.dir.join("study.ron"), to_ron(&self.file)?.as_bytes())?;
+        let max_attempts = self.file.max_attempts.unwrap_or(3 * trials);
+        let done = self.trials()?;
+        struct Shared {
+            next: u64,
+            feasible: u64,
+            in_flight: u64,
+            attempted: u64,
+            error: Option<anyhow::Error>,
+        }
+        let shared = Mutex::new(Shared {
+            next: 0,
+            feasible: done.values().filter(|r| r.feasible()).count() as u64,
+            in_flight: 0,
+            attempted: done.len() as u64,
+            error: None,
+        });
+        let claim = || -> Option<u64> {
+            let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+            if s.error.is_some() || s.feasible + s.in_flight >= trials {
+                return None;
+            }
+            while done.contains_key(&s.next) {
+                s.next += 1;
+            }
+            if s.attempted >= max_attempts {
+                return None;
+            }
+            let index = s.next;
+            s.next += 1;
+            s.in_flight += 1;
+            s.attempted += 1;
+            Some(index)
+        };
+        std::thread::scope(|scope| {
+            for _ in 0..workers.max(1) {
+                scope.spawn(|| {
+                    let device = match backend::device(backend) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            shared.lock().unwrap_or_else(|p| p.into_inner()).error = Some(e);
+                            return;
+                        }
+                    };
+                    while let Some(index) = claim() {
+                        let outcome = self.run_trial(index, &device);
+                        let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+                        s.in_flight -= 1;
+                        match outcome {
+                            Ok(r) => {
+                                eprintln!("{}", describe_result(&r));
+                                if r.feasible() {
+                                    s.feasible += 1;
+                                }
+                            }
+                            Err(e) => {
+                                s.error = Some(e.context(format!("trial {index}")));
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let s = shared.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = s.error {
+            return Err(e);
+        }
+        if s.feasible < trials {
+            bail!(
+                "{}: only {} feasible trials after {} attempts (max_attempts {max_attempts}); \
+                 raise max_attempts or narrow the search space",
+                self.path.display(),
+                s.feasible,
+                s.attempted
+            );
+        }
+        Ok(())
+    }
+
+    /// The best finished feasible trial by the study metric (ties: the lower index).
+    pub fn best(&self) -> Result<Option<TrialResult>> {
+        Ok(self
+            .trials()?
+            .into_values()
+            .filter(TrialResult::feasible)
+            .fold(None, |best: Option<TrialResult>, r| match &best {
+                Some(b) if b.metric >= r.metric => best,
+                _ => Some(r),
+            }))
+    }
+
+    /// Reruns the best trial's point with `train.seed` = 0, 1, ..., `seeds - 1`.
+    pub fn rerun(&self, seeds: u64, backend: Backend) -> Result<Vec<TrialResult>> {
+        let Some(best) = self.best()? else {
+            bail!(
+                "{}: no feasible trial finished yet; run `bigbatch study run` first",
+                self.path.display()
+            );
+        };
+        let device = backend::device(backend)?;
+        let (mut config, point) = self.trial_config(best.index)?;
+        let mut out = Vec::new();
+        for seed in 0..seeds {
+            config.train.seed = seed;
+            let dir = self.dir.join("reruns").join(format!("seed-{seed:03}"));
+            let r = self.run_config(best.index, point.clone(), config.clone(), &dir, &device)?;
+            eprintln!("seed {seed}: {}", describe_result(&r));
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    /// `sbatch --array` script running trials `0 .. attempts` through `bigbatch study trial`.
+    pub fn slurm_script(&self, attempts: u64, binary: &str, extra: &str) -> String {
+        format!(
+            "#!/bin/bash\n\
+             # Generated by `bigbatch study slurm`: one array task per trial index. Finished trials\n\
+             # are skipped, killed ones rerun; results meet in {dir}.\n\
+             #SBATCH --job-name=bigbatch-{name}\n\
+             #SBATCH --array=0-{last}\n\
+             #SBATCH --output={dir}/slurm-%A_%a.log\n\
+             {extra}\
+             set -euo pipefail\n\
+             exec {binary} study trial {study} --dir {dir} --index \"$SLURM_ARRAY_TASK_ID\"\n",
+            dir = self.dir.display(),
+            name = self.path.file_stem().unwrap_or_default().to_string_lossy(),
+            last = attempts.saturating_sub(1),
+            study = self.path.display(),
+        )
+    }
+}
+
+fn read_result(path: &Path) -> Result<Option<TrialResult>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            Ok(Some(serde_json::from_str(&text).with_context(|| {
+                format!("{}: not a trial result", path.display())
+            })?))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn read_results(dir: &Path) -> Result<BTreeMap<u64, TrialResult>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(BTreeMap::new());
+    };
+    let mut out = BTreeMap::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json")
+            && let Some(r) = read_result(&path)?
+        {
+            // `trials/00007.json` -> 7, `reruns/seed-003.json` -> 3.
+            let key = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.trim_start_matches("seed-").parse().ok())
+                .unwrap_or(r.index);
+            out.insert(key, r);
+        }
+    }
+    Ok(out)
+}
+
+pub fn describe_result(r: &TrialResult) -> String {
+    match r.summary.status {
+        Status::Completed => format!(
+            "trial {}: metric {}",
+            r.index,
+            r.metric.map_or("-".into(), |m| format!("{m:.4}"))
+        ),
+        Status::Diverged => format!(
+            "trial {}: diverged at step {} ({})",
+            r.index,
+            r.summary.steps,
+            r.summary.reason.as_deref().unwrap_or("non-finite loss")
+        ),
+    }
+}
+
+/// Statistics of a rerun set (Table 2/3/5 of the paper).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RerunStats {
+    pub seeds: usize,
+    pub diverged: usize,
+    pub val_accuracy: Option<Spread>,
+    pub train_accuracy: Option<Spread>,
+    /// Fraction of seeds whose final validation accuracy reaches the study target.
+    pub fraction_reaching_target: Option<f64>,
+    /// Median over seeds of the first evaluated step whose validation accuracy reaches the target
+    /// (seeds that never reach it are left out; `None` if none does).
+    pub median_steps_to_target: Option<f64>,
+}
+
+/// The first evaluation step of a run whose validation accuracy is at least `target`.
+pub fn steps_to_target(run_dir: &Path, target: f64) -> Result<Option<u64>> {
+    let path = run_dir.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line)
+            .with_context(|| format!("{}: not JSON lines", path.display()))?;
+        if let (Some(step), Some(acc)) = (v["step"].as_u64(), v["val_accuracy"].as_f64())
+            && acc >= target
+        {
+            return Ok(Some(step));
+        }
+    }
+    Ok(None)
+}
+
+impl Study {
+    pub fn rerun_stats(&self) -> Result<RerunStats> {
+        let reruns = self.reruns()?;
+        let completed: Vec<&TrialResult> = reruns.values().filter(|r| r.feasible()).collect();
+        let val: Vec<f64> = completed
+            .iter()
+            .filter_map(|r| r.summary.final_val_accuracy)
+            .collect();
+        let train: Vec<f64> = completed
+            .iter()
+            .filter_map(|r| r.summary.final_train_accuracy)
+            .collect();
+        let (fraction, steps) = match self.file.target {
+            Some(t) if !reruns.is_empty() => {
+                let reached = completed
+                    .iter()
+                    .filter(|r| self.file.metric.of(&r.summary).is_some_and(|m| m >= t))
+                    .count();
+                let mut steps = Vec::new();
+                for r in &completed {
+                    let dir = self.dir.join("reruns").join(format!("seed-{:03}", r.seed));
+                    if let Some(s) = steps_to_target(&dir, t)? {
+                        steps.push(s as f64);
+                    }
+                }
+                (
+                    Some(reached as f64 / reruns.len() as f64),
+                    spread(&steps)?.map(|s| s.median),
+                )
+            }
+            _ => (None, None),
+        };
+        Ok(RerunStats {
+            seeds: reruns.len(),
+            diverged: reruns.len() - completed.len(),
+            val_accuracy: spread(&val)?,
+            train_accuracy: spread(&train)?,
+            fraction_reaching_target: fraction,
+            median_steps_to_target: steps,
+        })
+    }
+}
