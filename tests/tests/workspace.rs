@@ -103,6 +103,30 @@ fn same_seed_same_run() {
     assert_eq!(a["final_val_accuracy"], b["final_val_accuracy"]);
 }
 
+/// Ghost batch norm trains with virtual batches that divide the batch (32 = 4 x 8), and a virtual
+/// batch size that does not divide it is refused before training, naming both fields.
+#[test]
+fn ghost_batch_norm_trains_and_checks_divisibility() {
+    let summary = train(
+        &scratch("ghost"),
+        SIGN_SGD,
+        &["--set", "model.bn.virtual_batch_size=8"],
+    )
+    .unwrap();
+    assert_eq!(summary["status"], "completed");
+    let e = train(
+        &scratch("ghost-bad"),
+        SIGN_SGD,
+        &["--set", "model.bn.virtual_batch_size=5"],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("model.bn.virtual_batch_size: 5 does not divide train.batch_size 32"),
+        "{e}"
+    );
+}
+
 #[test]
 fn huge_learning_rate_is_recorded_as_diverged() {
     let dir = scratch("diverge");

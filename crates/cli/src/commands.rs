@@ -63,7 +63,8 @@ enum Command {
         #[command(subcommand)]
         command: StudyCommand,
     },
-    /// Tables (markdown, CSV) of one or more studies: protocol, best points, statistics over seeds.
+    /// Tables (markdown, CSV) and charts (SVG, PNG) of one or more studies: protocol, best points,
+    /// statistics over seeds, schedules, accuracy over seeds, training curves.
     Report {
         /// Study files (their directories default to studies/<name>).
         #[arg(required = true)]
@@ -292,8 +293,12 @@ where
             let (md, csv) = crate::report::tables(&loaded)?;
             write_atomic(&out.join("report.md"), md.as_bytes())?;
             write_atomic(&out.join("report.csv"), csv.as_bytes())?;
+            let charts = crate::report::plots(&loaded, &out)?;
             println!("{md}");
             println!("written: {}/report.md, report.csv", out.display());
+            for c in charts {
+                println!("written: {}", c.display());
+            }
             Ok(())
         }
         Command::Optimizers => {

@@ -2,11 +2,14 @@
 //! shaped like the paper's Tables 2 and 3 (median validation and training accuracy over seeds, the
 //! fraction of seeds reaching the target, steps to target). Every report starts with the protocol
 //! (trials per study, search space, budget, seeds) so that unequal tuning effort is visible.
+//! [`plots`] draws the charts beside the tables.
 
 use crate::study::{Study, TrialResult};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bigbatch_core::study::{Scaling, Spread};
+use bigbatch_plots::{BoxGroup, Series, box_plot, line_chart};
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
 
 fn pct(x: f64) -> String {
     format!("{:.2}%", 100.0 * x)
@@ -144,4 +147,105 @@ pub fn tables(studies: &[Study]) -> Result<(String, String)> {
     md += &results;
     md += &spaces;
     Ok((md, csv))
+}
+
+/// Validation accuracy per evaluation step of one run directory's `metrics.jsonl`.
+fn val_curve(run_dir: &Path) -> Result<Vec<(u64, f64)>> {
+    let path = run_dir.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}: not JSON lines", path.display()))?;
+        if let (Some(step), Some(acc)) = (v["step"].as_u64(), v["val_accuracy"].as_f64()) {
+            out.push((step, acc));
+        }
+    }
+    Ok(out)
+}
+
+/// Charts of the studies in `out_dir` (each as SVG and PNG): the learning-rate schedules of the
+/// best points on one chart (the paper's Figure 1), final validation accuracy over seeds as box
+/// plots with the target line (Figure 4), and the median validation curve over seeds. Returns the
+/// files written; a chart with nothing to show (no reruns yet) is left out.
+pub fn plots(studies: &[Study], out_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let mut schedules = Vec::new();
+    let mut boxes = Vec::new();
+    let mut curves = Vec::new();
+    for study in studies {
+        let n = name(study);
+        let index = study.best()?.map_or(0, |b| b.index);
+        let (config, _) = study.trial_config(index)?;
+        let steps = config.train.steps;
+        let stride = (steps / 500).max(1);
+        schedules.push(Series {
+            label: format!("{n} (trial {index})"),
+            points: (0..=steps)
+                .step_by(stride as usize)
+                .map(|t| (t as f64, config.schedule.lr(t)))
+                .collect(),
+        });
+        let reruns = study.reruns()?;
+        boxes.push(BoxGroup {
+            label: n.clone(),
+            values: reruns
+                .values()
+                .filter(|r| r.feasible())
+                .filter_map(|r| r.summary.final_val_accuracy)
+                .collect(),
+        });
+        let mut by_step: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
+        for r in reruns.values().filter(|r| r.feasible()) {
+            let dir = study.dir.join("reruns").join(format!("seed-{:03}", r.seed));
+            for (step, acc) in val_curve(&dir)? {
+                by_step.entry(step).or_default().push(acc);
+            }
+        }
+        curves.push(Series {
+            label: format!("{n} (median of {} seeds)", reruns.len()),
+            points: by_step
+                .into_iter()
+                .filter_map(|(step, accs)| {
+                    bigbatch_core::study::spread(&accs)
+                        .ok()
+                        .flatten()
+                        .map(|s| (step as f64, s.median))
+                })
+                .collect(),
+        });
+    }
+    written.extend(line_chart(
+        &out_dir.join("schedules"),
+        "Learning-rate schedules of the best points",
+        "step",
+        "learning rate",
+        &schedules,
+    )?);
+    let targets: Vec<Option<f64>> = studies.iter().map(|s| s.file.target).collect();
+    let target = if targets.windows(2).all(|w| w[0] == w[1]) {
+        targets.first().copied().flatten()
+    } else {
+        None
+    };
+    if boxes.iter().any(|b| !b.values.is_empty()) {
+        written.extend(box_plot(
+            &out_dir.join("accuracy_over_seeds"),
+            "Final validation accuracy over seeds (best point of each study)",
+            "validation accuracy",
+            &boxes,
+            target,
+        )?);
+    }
+    if curves.iter().any(|c| !c.points.is_empty()) {
+        written.extend(line_chart(
+            &out_dir.join("training_curves"),
+            "Validation accuracy during training",
+            "step",
+            "validation accuracy",
+            &curves,
+        )?);
+    }
+    Ok(written)
 }

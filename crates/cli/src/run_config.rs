@@ -186,7 +186,19 @@ impl RunConfig {
             );
         }
         match &self.model {
-            ModelConfig::ResNet(m) => m.validate(),
+            ModelConfig::ResNet(m) => {
+                m.validate()?;
+                if let Some(v) = m.bn.virtual_batch_size
+                    && t.batch_size % v != 0
+                {
+                    bail!(
+                        "model.bn.virtual_batch_size: {v} does not divide train.batch_size {}; \
+                         every virtual batch must be full",
+                        t.batch_size
+                    );
+                }
+                Ok(())
+            }
         }
     }
 }

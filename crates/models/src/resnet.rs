@@ -5,8 +5,8 @@
 //! `layer1.0.bn3.gamma`, `layer1.0.downsample.conv.weight`, `fc.bias`) and stay the same across
 //! versions and sizes.
 //!
-//! Batch norm follows the paper's convention: running statistics are updated as
-//! `running = rho running + (1 - rho) batch` (burn's `momentum` is `1 - rho`), beta starts at 0,
+//! Batch norm ([`GhostBatchNorm`], virtual batches optional) follows the paper's convention:
+//! running statistics are updated as `running = rho running + (1 - rho) batch`, beta starts at 0,
 //! gamma at 1 except the last batch norm of each residual block, which starts at `gamma0`
 //! (0.0 in MLPerf; 0.4138 in the paper's Nesterov configuration B).
 //!
@@ -14,11 +14,12 @@
 //! and the MLPerf PyTorch reference); the classifier uses burn's default (Kaiming-uniform with gain
 //! `1/sqrt(3)`, i.e. torch's `nn.Linear` default).
 
+use crate::ghost_bn::GhostBatchNorm;
 use anyhow::{Result, bail};
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,10 @@ pub struct BatchNormSettings {
     pub momentum: f64,
     /// Initial gamma of the last batch norm of every residual block (MLPerf: 0.0).
     pub gamma0: f64,
+    /// Ghost batch norm: training statistics per group of this many examples (the paper's LARS
+    /// pipeline: 64; Nesterov tables: 128); `None`: the whole batch. Must divide the batch size.
+    #[serde(default)]
+    pub virtual_batch_size: Option<usize>,
 }
 
 /// A ResNet of bottleneck blocks.
@@ -91,6 +96,7 @@ impl ResNetConfig {
                 epsilon: 1e-5,
                 momentum: 0.9,
                 gamma0: 0.0,
+                virtual_batch_size: None,
             },
             version: ResNetVersion::V1_5,
         }
@@ -110,6 +116,7 @@ impl ResNetConfig {
                 epsilon: 1e-5,
                 momentum: 0.9,
                 gamma0: 0.0,
+                virtual_batch_size: None,
             },
             version: ResNetVersion::V1_5,
         }
@@ -153,6 +160,9 @@ impl ResNetConfig {
                 "model.bn.momentum: expected rho in [0, 1], got {}",
                 self.bn.momentum
             );
+        }
+        if self.bn.virtual_batch_size == Some(0) {
+            bail!("model.bn.virtual_batch_size: expected a positive number of examples or None");
         }
         if !self.bn.gamma0.is_finite() {
             bail!("model.bn.gamma0: expected a finite number");
@@ -219,22 +229,27 @@ fn conv(cin: usize, cout: usize, k: usize, stride: usize, pad: usize, device: &D
         .init(device)
 }
 
-fn batch_norm(channels: usize, s: &BatchNormSettings, gamma: f64, device: &Device) -> BatchNorm {
-    let mut bn = BatchNormConfig::new(channels)
-        .with_epsilon(s.epsilon)
-        .with_momentum(1.0 - s.momentum)
-        .init(device);
-    if gamma != 1.0 {
-        bn.gamma = Param::from_tensor(Tensor::full([channels], gamma, device));
-    }
-    bn
+fn batch_norm(
+    channels: usize,
+    s: &BatchNormSettings,
+    gamma: f64,
+    device: &Device,
+) -> GhostBatchNorm {
+    GhostBatchNorm::new(
+        channels,
+        gamma,
+        s.momentum,
+        s.epsilon,
+        s.virtual_batch_size,
+        device,
+    )
 }
 
 /// The projection shortcut: 1x1 convolution with the block's stride, then batch norm.
 #[derive(Module, Debug)]
 pub struct Downsample {
     pub conv: Conv2d,
-    pub bn: BatchNorm,
+    pub bn: GhostBatchNorm,
 }
 
 /// A bottleneck block: 1x1 -> 3x3 -> 1x1 (x4 channels), each followed by batch norm, plus the
@@ -242,11 +257,11 @@ pub struct Downsample {
 #[derive(Module, Debug)]
 pub struct Bottleneck {
     pub conv1: Conv2d,
-    pub bn1: BatchNorm,
+    pub bn1: GhostBatchNorm,
     pub conv2: Conv2d,
-    pub bn2: BatchNorm,
+    pub bn2: GhostBatchNorm,
     pub conv3: Conv2d,
-    pub bn3: BatchNorm,
+    pub bn3: GhostBatchNorm,
     pub downsample: Option<Downsample>,
 }
 
@@ -288,7 +303,7 @@ impl Bottleneck {
 #[derive(Module, Debug)]
 pub struct ResNet {
     pub conv1: Conv2d,
-    pub bn1: BatchNorm,
+    pub bn1: GhostBatchNorm,
     pub max_pool: Option<MaxPool2d>,
     pub layer1: Vec<Bottleneck>,
     pub layer2: Vec<Bottleneck>,
@@ -322,7 +337,7 @@ impl ResNet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::module::ModuleVisitor;
+    use burn::module::{ModuleVisitor, Param};
 
     /// torchvision's resnet50 has 25,557,032 parameters (conv + BN gamma/beta + fc).
     #[test]

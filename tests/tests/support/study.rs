@@ -159,6 +159,18 @@ fn study_runs_resumes_reruns_and_reports() {
         md.contains("`schedule.peak` | Discrete([0.01, 1e+30])"),
         "{md}"
     );
+    for chart in ["schedules", "accuracy_over_seeds", "training_curves"] {
+        for ext in ["svg", "png"] {
+            let p = report_dir.join(format!("{chart}.{ext}"));
+            assert!(
+                std::fs::metadata(&p)
+                    .map(|m| m.len() > 1000)
+                    .unwrap_or(false),
+                "{}",
+                p.display()
+            );
+        }
+    }
     let csv = std::fs::read_to_string(report_dir.join("report.csv")).unwrap();
     assert_eq!(csv.lines().count(), 2, "{csv}");
     assert!(

@@ -1,0 +1,346 @@
+//! Charts of bigbatch results, each written as SVG and PNG side by side: several series on one
+//! line chart (learning-rate schedules, training curves) and box plots of a metric over seeds with
+//! a target line (the paper's Figures 1 and 4). Text uses the embedded DejaVu Sans, so nothing
+//! depends on the fonts of the machine.
+
+use anyhow::{Result, anyhow, bail};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+const SIZE: (u32, u32) = (960, 600);
+
+fn font() -> Result<()> {
+    static REGISTER: Once = Once::new();
+    let mut failed = false;
+    REGISTER.call_once(|| failed = register_font("sans-serif", FontStyle::Normal, FONT).is_err());
+    if failed {
+        bail!("cannot load the embedded DejaVu Sans font");
+    }
+    Ok(())
+}
+
+/// A named polyline.
+#[derive(Clone, Debug)]
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A named set of values (e.g. final accuracy over seeds).
+#[derive(Clone, Debug)]
+pub struct BoxGroup {
+    pub label: String,
+    pub values: Vec<f64>,
+}
+
+/// `stem.svg` and `stem.png`.
+fn paths(stem: &Path) -> (PathBuf, PathBuf) {
+    (stem.with_extension("svg"), stem.with_extension("png"))
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("drawing failed: {e:?}")
+}
+
+fn both(
+    stem: &Path,
+    draw: impl Fn(DrawingArea<SVGBackend, Shift>) -> Result<()>,
+    draw_png: impl Fn(DrawingArea<BitMapBackend, Shift>) -> Result<()>,
+) -> Result<Vec<PathBuf>> {
+    font()?;
+    let (svg, png) = paths(stem);
+    if let Some(dir) = stem.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    {
+        let root = SVGBackend::new(&svg, SIZE).into_drawing_area();
+        draw(root)?;
+    }
+    {
+        let root = BitMapBackend::new(&png, SIZE).into_drawing_area();
+        draw_png(root)?;
+    }
+    Ok(vec![svg, png])
+}
+
+fn color(i: usize) -> RGBColor {
+    const PALETTE: [RGBColor; 8] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+    ];
+    PALETTE[i % PALETTE.len()]
+}
+
+fn bounds(values: impl Iterator<Item = f64>) -> Result<(f64, f64)> {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    if !(lo.is_finite() && hi.is_finite()) {
+        bail!("nothing finite to plot");
+    }
+    let pad = if hi > lo {
+        0.05 * (hi - lo)
+    } else {
+        0.5 * lo.abs().max(1e-3)
+    };
+    Ok((lo - pad, hi + pad))
+}
+
+fn draw_lines<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let (x0, x1) = bounds(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)))?;
+    let (y0, y1) = bounds(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    for (i, s) in series.iter().enumerate() {
+        let c = color(i);
+        chart
+            .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))
+            .map_err(err)?
+            .label(s.label.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
+/// Several series on one chart (e.g. the learning-rate schedules of several configs, Figure 1 of
+/// the paper). Writes `stem.svg` and `stem.png`; returns their paths.
+pub fn line_chart(
+    stem: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<Vec<PathBuf>> {
+    if series.iter().all(|s| s.points.is_empty()) {
+        bail!("{}: no points to plot", stem.display());
+    }
+    both(
+        stem,
+        |root| draw_lines(root, title, x_label, y_label, series),
+        |root| draw_lines(root, title, x_label, y_label, series),
+    )
+}
+
+/// Quartiles by linear interpolation (numpy's default).
+fn quartiles(values: &[f64]) -> [f64; 5] {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        let h = (v.len() - 1) as f64 * p;
+        let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
+        v[lo] + (h - lo as f64) * (v[hi] - v[lo])
+    };
+    [v[0], q(0.25), q(0.5), q(0.75), v[v.len() - 1]]
+}
+
+fn draw_boxes<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    y_label: &str,
+    groups: &[BoxGroup],
+    target: Option<f64>,
+) -> Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let (y0, y1) = bounds(
+        groups
+            .iter()
+            .flat_map(|g| g.values.iter().copied())
+            .chain(target),
+    )?;
+    let n = groups.len();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), y0..y1)
+        .map_err(err)?;
+    let labels: Vec<String> = groups.iter().map(|g| g.label.clone()).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
+                labels[i as usize].clone()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc(y_label)
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    for (i, g) in groups.iter().enumerate() {
+        if g.values.is_empty() {
+            continue;
+        }
+        let [min, q1, med, q3, max] = quartiles(&g.values);
+        let x = i as f64;
+        let c = color(i);
+        let w = 0.25;
+        chart
+            .draw_series([Rectangle::new(
+                [(x - w, q1), (x + w, q3)],
+                c.mix(0.3).filled(),
+            )])
+            .map_err(err)?;
+        chart
+            .draw_series([
+                PathElement::new(
+                    vec![
+                        (x - w, q1),
+                        (x + w, q1),
+                        (x + w, q3),
+                        (x - w, q3),
+                        (x - w, q1),
+                    ],
+                    c.stroke_width(2),
+                ),
+                PathElement::new(vec![(x - w, med), (x + w, med)], BLACK.stroke_width(3)),
+                PathElement::new(vec![(x, q3), (x, max)], c.stroke_width(2)),
+                PathElement::new(vec![(x, q1), (x, min)], c.stroke_width(2)),
+                PathElement::new(
+                    vec![(x - w / 2.0, max), (x + w / 2.0, max)],
+                    c.stroke_width(2),
+                ),
+                PathElement::new(
+                    vec![(x - w / 2.0, min), (x + w / 2.0, min)],
+                    c.stroke_width(2),
+                ),
+            ])
+            .map_err(err)?;
+        chart
+            .draw_series(g.values.iter().map(|&v| Circle::new((x, v), 3, c.filled())))
+            .map_err(err)?;
+    }
+    if let Some(t) = target {
+        chart
+            .draw_series([PathElement::new(
+                vec![(-0.5, t), (n as f64 - 0.5, t)],
+                RED.stroke_width(2),
+            )])
+            .map_err(err)?
+            .label(format!("target {t}"))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(err)?;
+    }
+    root.present().map_err(err)
+}
+
+/// Box plots (min, quartiles, median, max, and every value as a dot) per group, with an optional
+/// horizontal target line (Figure 4 of the paper). Writes `stem.svg` and `stem.png`.
+pub fn box_plot(
+    stem: &Path,
+    title: &str,
+    y_label: &str,
+    groups: &[BoxGroup],
+    target: Option<f64>,
+) -> Result<Vec<PathBuf>> {
+    if groups.iter().all(|g| g.values.is_empty()) {
+        bail!("{}: no values to plot", stem.display());
+    }
+    both(
+        stem,
+        |root| draw_boxes(root, title, y_label, groups, target),
+        |root| draw_boxes(root, title, y_label, groups, target),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_are_written_as_svg_and_png() {
+        let dir = std::env::temp_dir().join(format!("bigbatch-plots-{}", std::process::id()));
+        let lines = line_chart(
+            &dir.join("schedules"),
+            "Learning rate",
+            "step",
+            "lr",
+            &[
+                Series {
+                    label: "a".into(),
+                    points: vec![(0.0, 0.0), (10.0, 1.0), (20.0, 0.5)],
+                },
+                Series {
+                    label: "b".into(),
+                    points: vec![(0.0, 0.2), (20.0, 0.1)],
+                },
+            ],
+        )
+        .unwrap();
+        let boxes = box_plot(
+            &dir.join("seeds"),
+            "Accuracy over seeds",
+            "accuracy",
+            &[
+                BoxGroup {
+                    label: "lamb".into(),
+                    values: vec![0.7, 0.75, 0.8, 0.78],
+                },
+                BoxGroup {
+                    label: "nesterov".into(),
+                    values: vec![0.76],
+                },
+            ],
+            Some(0.759),
+        )
+        .unwrap();
+        for p in lines.iter().chain(&boxes) {
+            let bytes = std::fs::read(p).unwrap();
+            if p.extension().unwrap() == "png" {
+                assert_eq!(&bytes[1..4], b"PNG");
+            } else {
+                let text = String::from_utf8(bytes).unwrap();
+                assert!(text.starts_with("<svg"));
+                assert!(text.contains("nesterov") || text.contains("Learning rate"));
+            }
+        }
+        assert!(line_chart(&dir.join("empty"), "t", "x", "y", &[]).is_err());
+    }
+}
