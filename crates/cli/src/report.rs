@@ -238,6 +238,19 @@ pub fn plots(studies: &[Study], out_dir: &Path) -> Result<Vec<PathBuf>> {
             target,
         )?);
     }
+    let profiles = performance_profiles(studies)?;
+    if profiles
+        .iter()
+        .any(|p| p.points.iter().any(|&(_, rho)| rho > 0.0))
+    {
+        written.extend(line_chart(
+            &out_dir.join("performance_profiles"),
+            "Performance profiles (median steps to target, ratio to the best)",
+            "tau (ratio to the fastest submission on a workload)",
+            "fraction of workloads within tau",
+            &profiles,
+        )?);
+    }
     if curves.iter().any(|c| !c.points.is_empty()) {
         written.extend(line_chart(
             &out_dir.join("training_curves"),
@@ -248,4 +261,98 @@ pub fn plots(studies: &[Study], out_dir: &Path) -> Result<Vec<PathBuf>> {
         )?);
     }
     Ok(written)
+}
+
+/// AlgoPerf-style performance profiles (Dolan & More 2002; Dahl et al. 2023): for submission `s`
+/// and workload `w`, `r = t(s, w) / min_s' t(s', w)` with `t` the median steps to the target over
+/// the rerun seeds (infinite when the median seed never reaches it, or without a target);
+/// `rho_s(tau)` is the fraction of workloads with `r <= tau`, drawn for tau in [1, 4].
+pub fn performance_profiles(studies: &[Study]) -> Result<Vec<Series>> {
+    let mut entries = Vec::new();
+    for study in studies {
+        let t = study
+            .rerun_stats()?
+            .median_steps_to_target
+            .unwrap_or(f64::INFINITY);
+        entries.push((study.submission(), study.workload(), t));
+    }
+    Ok(profile_series(&entries))
+}
+
+/// The profile of each submission from `(submission, workload, time)` entries.
+pub fn profile_series(entries: &[(String, String, f64)]) -> Vec<Series> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut times: BTreeMap<&str, BTreeMap<&str, f64>> = BTreeMap::new();
+    for (s, w, t) in entries {
+        times.entry(s).or_default().insert(w, *t);
+    }
+    let workloads: BTreeSet<&str> = entries.iter().map(|(_, w, _)| w.as_str()).collect();
+    let best: BTreeMap<&str, f64> = workloads
+        .iter()
+        .map(|&w| {
+            let b = times
+                .values()
+                .filter_map(|ts| ts.get(w))
+                .fold(f64::INFINITY, |a, &b| a.min(b));
+            (w, b)
+        })
+        .collect();
+    let taus: Vec<f64> = (0..=300).map(|i| 1.0 + i as f64 / 100.0).collect();
+    times
+        .iter()
+        .map(|(submission, ts)| {
+            let ratios: Vec<f64> = workloads
+                .iter()
+                .map(|w| match ts.get(w) {
+                    Some(&t) if t.is_finite() && best[w].is_finite() => t / best[w],
+                    _ => f64::INFINITY,
+                })
+                .collect();
+            Series {
+                label: submission.to_string(),
+                points: taus
+                    .iter()
+                    .map(|&tau| {
+                        let within = ratios.iter().filter(|&&r| r <= tau + 1e-12).count();
+                        (tau, within as f64 / workloads.len() as f64)
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rho(series: &[Series], label: &str, tau: f64) -> f64 {
+        let s = series.iter().find(|s| s.label == label).unwrap();
+        s.points
+            .iter()
+            .find(|p| (p.0 - tau).abs() < 1e-9)
+            .unwrap()
+            .1
+    }
+
+    /// x: A 100, B 300; y: A 200, B 150; z reaches only A, at 400. Best: A 100, B 150, so
+    /// r_x = (1, 2), r_y = (2, 1), r_z = (4, inf).
+    #[test]
+    fn performance_profile_by_hand() {
+        let e = |s: &str, w: &str, t: f64| (s.to_string(), w.to_string(), t);
+        let series = profile_series(&[
+            e("x", "A", 100.0),
+            e("x", "B", 300.0),
+            e("y", "A", 200.0),
+            e("y", "B", 150.0),
+            e("z", "A", 400.0),
+            e("z", "B", f64::INFINITY),
+        ]);
+        assert_eq!(rho(&series, "x", 1.0), 0.5);
+        assert_eq!(rho(&series, "x", 1.99), 0.5);
+        assert_eq!(rho(&series, "x", 2.0), 1.0);
+        assert_eq!(rho(&series, "y", 1.0), 0.5);
+        assert_eq!(rho(&series, "z", 3.99), 0.0);
+        assert_eq!(rho(&series, "z", 4.0), 0.5);
+    }
 }

@@ -189,7 +189,7 @@ impl RunConfig {
             ModelConfig::ResNet(m) => {
                 m.validate()?;
                 if let Some(v) = m.bn.virtual_batch_size
-                    && t.batch_size % v != 0
+                    && !t.batch_size.is_multiple_of(v)
                 {
                     bail!(
                         "model.bn.virtual_batch_size: {v} does not divide train.batch_size {}; \

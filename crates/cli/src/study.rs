@@ -63,6 +63,13 @@ pub struct StudyFile {
     /// The most trials attempted in total (diverged ones included); default: 3 x the trials asked.
     #[serde(default)]
     pub max_attempts: Option<u64>,
+    /// The workload for performance profiles (default: the file name of the first `base` file,
+    /// e.g. `resnet`).
+    #[serde(default)]
+    pub workload: Option<String>,
+    /// The submission for performance profiles (default: the default group's optimizer name).
+    #[serde(default)]
+    pub submission: Option<String>,
 }
 
 /// A loaded study: its file, where it came from, and its base config.
@@ -286,6 +293,25 @@ impl Study {
             );
         }
         Ok(())
+    }
+
+    /// The workload name used by performance profiles.
+    pub fn workload(&self) -> String {
+        self.file.workload.clone().unwrap_or_else(|| {
+            self.file.base[0]
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
+
+    /// The submission name used by performance profiles.
+    pub fn submission(&self) -> String {
+        self.file
+            .submission
+            .clone()
+            .unwrap_or_else(|| self.base.optimizer.default.optimizer.name.clone())
     }
 
     /// The best finished feasible trial by the study metric (ties: the lower index).
