@@ -127,6 +127,34 @@ fn ghost_batch_norm_trains_and_checks_divisibility() {
     );
 }
 
+/// A run stopped after its checkpoint at step 2 and resumed to step 4 is bit-identical to a run of
+/// 4 steps: same per-step losses, evaluations and final numbers (LAMB keeps moments, so the
+/// optimizer state, the model with its batch-norm statistics and the data order all matter).
+#[test]
+fn resumed_run_is_bit_identical() {
+    let lamb = std::fs::read_to_string(root().join("configs/optimizers/lamb.ron")).unwrap();
+    let budget = |steps: &'static str| ["--set", steps, "--set", "train.eval_every=2"];
+    let straight_dir = scratch("resume-straight");
+    let straight = train(&straight_dir, &lamb, &budget("train.steps=4")).unwrap();
+    let resumed_dir = scratch("resume-stopped");
+    train(&resumed_dir, &lamb, &budget("train.steps=2")).unwrap();
+    let pointer = std::fs::read_to_string(resumed_dir.join("run/checkpoint.json")).unwrap();
+    assert!(pointer.contains("\"step\": 2"), "{pointer}");
+    let mut args = budget("train.steps=4").to_vec();
+    args.push("--resume");
+    let resumed = train(&resumed_dir, &lamb, &args).unwrap();
+    for key in [
+        "final_loss",
+        "final_val_accuracy",
+        "final_train_accuracy",
+        "steps",
+    ] {
+        assert_eq!(straight[key], resumed[key], "{key}");
+    }
+    let metrics = |d: &Path| std::fs::read_to_string(d.join("run/metrics.jsonl")).unwrap();
+    assert_eq!(metrics(&straight_dir), metrics(&resumed_dir));
+}
+
 #[test]
 fn huge_learning_rate_is_recorded_as_diverged() {
     let dir = scratch("diverge");

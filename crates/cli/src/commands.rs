@@ -45,6 +45,9 @@ enum Command {
         /// Never draw a progress bar.
         #[arg(long)]
         no_progress: bool,
+        /// Continue the run in --out from its newest checkpoint (written at every evaluation).
+        #[arg(long, requires = "out")]
+        resume: bool,
     },
     /// Print a config's learning-rate schedule as `step,lr` CSV.
     Schedule {
@@ -194,6 +197,7 @@ where
             data,
             out,
             no_progress,
+            resume,
         } => {
             registry::check()?;
             let mut config = RunConfig::compose(&configs, &sets)?;
@@ -205,6 +209,7 @@ where
             let options = RunOptions {
                 out_dir: out_dir.clone(),
                 progress: !no_progress && std::io::stderr().is_terminal(),
+                resume,
             };
             let summary = train::run(&config, &device, &options)?;
             match summary.status {

@@ -10,8 +10,9 @@
 //! DIR/reruns/seed-003.json
 //! ```
 //!
-//! A run directory without its `.json` is a trial that was running or was killed; it is started
-//! again from scratch by the next `study run` / `study trial`.
+//! A run directory without its `.json` is a trial that was running or was killed; the next
+//! `study run` / `study trial` continues it from its newest checkpoint (bit-identically to an
+//! uninterrupted run) or starts it over when it has none.
 
 use crate::backend::{self, Backend};
 use crate::run_config::RunConfig;
@@ -189,13 +190,12 @@ impl Study {
         if let Some(done) = read_result(&result_path)? {
             return Ok(done);
         }
-        if run_dir.exists() {
-            std::fs::remove_dir_all(run_dir)
-                .with_context(|| format!("cannot clear unfinished {}", run_dir.display()))?;
-        }
+        // An unfinished run (a killed worker) continues from its newest checkpoint, which gives
+        // exactly the result of an uninterrupted run; without a checkpoint it starts over.
         let options = RunOptions {
             out_dir: run_dir.to_path_buf(),
             progress: false,
+            resume: true,
         };
         let summary = train::run(&config, device, &options)?;
         let result = TrialResult {

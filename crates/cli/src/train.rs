@@ -4,11 +4,19 @@
 //! object per line: the parameter groups, then per step `loss` and `lr`, and at each evaluation
 //! `val_accuracy` and `train_accuracy`) and `summary.json` (written atomically at the end). A
 //! non-finite loss ends the run with status `diverged`, the step and the reason recorded.
+//!
+//! At every evaluation the run also writes a checkpoint: `checkpoint-NNNNNNNN/` (the model as a
+//! burnpack file, the optimizer state, the step) and then, atomically, `checkpoint.json` naming it,
+//! so a crash never leaves a half-written checkpoint in use. [`RunOptions::resume`] continues from
+//! the newest checkpoint: model, optimizer state and data order are restored (the sampler is
+//! replayed to the step), metrics after that step are dropped, and the run goes on exactly as if
+//! it had never stopped (a test checks bit-identical results).
 
 use crate::run_config::{DataSource, ModelConfig, RunConfig};
 use anyhow::{Context, Result, bail};
 use bigbatch_core::ModelOptimizer;
 use bigbatch_core::config::{to_ron, write_atomic};
+use bigbatch_core::optimizer::OptimizerState;
 use bigbatch_core::params::{describe, gather, scatter};
 use bigbatch_data::{EpochSampler, ImageDataset, idx};
 use bigbatch_models::ResNet;
@@ -47,6 +55,100 @@ pub struct RunSummary {
 pub struct RunOptions {
     pub out_dir: PathBuf,
     pub progress: bool,
+    /// Continue from the run directory's newest checkpoint, if there is one.
+    pub resume: bool,
+}
+
+/// `checkpoint.json`: which checkpoint directory is current.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct CheckpointPointer {
+    pub dir: String,
+    /// Updates applied when it was written.
+    pub step: u64,
+}
+
+fn save_checkpoint(
+    out: &Path,
+    step: u64,
+    model: &ResNet,
+    optimizer: &ModelOptimizer,
+) -> Result<()> {
+    let name = format!("checkpoint-{step:08}");
+    let dir = out.join(&name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    model
+        .clone()
+        .save_file(dir.join("model.bpk"))
+        .map_err(|e| anyhow::anyhow!("saving the model to {}: {e:?}", dir.display()))?;
+    write_atomic(
+        &dir.join("optimizer.msgpack"),
+        &optimizer.state().to_bytes()?,
+    )?;
+    let previous = read_pointer(out)?;
+    let pointer = CheckpointPointer { dir: name, step };
+    write_atomic(
+        &out.join("checkpoint.json"),
+        serde_json::to_string_pretty(&pointer)?.as_bytes(),
+    )?;
+    if let Some(old) = previous
+        && old.dir != pointer.dir
+    {
+        let _ = std::fs::remove_dir_all(out.join(old.dir));
+    }
+    Ok(())
+}
+
+fn read_pointer(out: &Path) -> Result<Option<CheckpointPointer>> {
+    let path = out.join("checkpoint.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| {
+            format!("{}: not a checkpoint pointer", path.display())
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// What the kept metrics say about the run so far: the last loss and the last evaluation.
+#[derive(Default)]
+struct SoFar {
+    loss: Option<f64>,
+    val: Option<f64>,
+    train: Option<f64>,
+}
+
+/// Keeps the lines of `metrics.jsonl` before `step` (the groups line and what the checkpoint
+/// covers), rewritten atomically.
+fn truncate_metrics(path: &Path, step: u64) -> Result<SoFar> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut kept = String::new();
+    let mut so_far = SoFar::default();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}: not JSON lines", path.display()))?;
+        let keep = match v["step"].as_u64() {
+            None => true,
+            // Per-step lines carry the step before the update; evaluations the step after it.
+            Some(s) if v.get("val_accuracy").is_some() => s <= step,
+            Some(s) => s < step,
+        };
+        if keep {
+            kept.push_str(line);
+            kept.push('\n');
+            if let Some(l) = v["loss"].as_f64() {
+                so_far.loss = Some(l);
+            }
+            if let (Some(val), Some(train)) =
+                (v["val_accuracy"].as_f64(), v["train_accuracy"].as_f64())
+            {
+                so_far.val = Some(val);
+                so_far.train = Some(train);
+            }
+        }
+    }
+    write_atomic(path, kept.as_bytes())?;
+    Ok(so_far)
 }
 
 /// Trains the model the config describes and records everything under `options.out_dir`.
@@ -75,22 +177,53 @@ pub fn run(config: &RunConfig, device: &Device, options: &RunOptions) -> Result<
         (model, params)
     };
     let mut optimizer = ModelOptimizer::new(&config.optimizer, params)?;
-    let mut metrics = Metrics::create(&out.join("metrics.jsonl"))?;
-    metrics.write(&groups_line(&optimizer))?;
+    let metrics_path = out.join("metrics.jsonl");
+    let mut start = 0;
+    let mut so_far = SoFar::default();
+    let checkpoint = if options.resume {
+        read_pointer(out)?
+    } else {
+        None
+    };
+    let mut metrics = match checkpoint {
+        Some(pointer) => {
+            let dir = out.join(&pointer.dir);
+            model = model
+                .try_load_file(dir.join("model.bpk"))
+                .map_err(|e| anyhow::anyhow!("loading {}: {e:?}", dir.display()))?;
+            let bytes = std::fs::read(dir.join("optimizer.msgpack"))
+                .with_context(|| format!("cannot read {}", dir.display()))?;
+            optimizer
+                .load_state(OptimizerState::from_bytes(&bytes)?, device)
+                .with_context(|| format!("resuming from {}", dir.display()))?;
+            start = pointer.step;
+            so_far = truncate_metrics(&metrics_path, start)?;
+            Metrics::append(&metrics_path)?
+        }
+        None => {
+            let mut m = Metrics::create(&metrics_path)?;
+            m.write(&groups_line(&optimizer))?;
+            m
+        }
+    };
 
     let t = &config.train;
     let mut sampler = EpochSampler::new(train_set.len(), t.batch_size, t.seed ^ 0x5eed_da7a)?;
+    for _ in 0..start {
+        sampler.next_batch();
+    }
     let bar = progress_bar(t.steps, options.progress);
+    bar.set_position(start);
     let mut summary = RunSummary {
         status: Status::Completed,
-        steps: 0,
+        steps: start,
         reason: None,
-        final_val_accuracy: None,
-        final_train_accuracy: None,
-        final_loss: None,
+        final_val_accuracy: so_far.val,
+        final_train_accuracy: so_far.train,
+        final_loss: so_far.loss,
         seconds: 0.0,
     };
-    for step in 0..t.steps {
+    for step in start..t.steps {
         let lr = config.schedule.lr(step);
         let indices = sampler.next_batch().to_vec();
         let (images, _) = train_set.batch(&indices, norm, device);
@@ -131,6 +264,7 @@ pub fn run(config: &RunConfig, device: &Device, options: &RunOptions) -> Result<
             }
             summary.final_val_accuracy = Some(val);
             summary.final_train_accuracy = Some(train);
+            save_checkpoint(out, step + 1, &model, &optimizer)?;
         }
     }
     bar.finish_and_clear();
@@ -260,6 +394,14 @@ impl Metrics {
     fn create(path: &Path) -> Result<Self> {
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Self { file })
+    }
+
+    fn append(path: &Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
         Ok(Self { file })
     }
 
