@@ -151,6 +151,7 @@ mod tests {
     /// gamma 2, beta 0 after one training step; rho 0.9 from running (0, 1).
     #[test]
     fn virtual_batches_of_4_and_2() {
+        let _guard = crate::rng_guard();
         let device = Device::flex().autodiff();
         let values: Vec<f32> = vec![
             1.0, 2.0, 0.5, -1.0, 3.0, 3.5, -2.0, 0.0, 4.0, 1.0, 2.5, 2.0, -0.5, 6.0, 1.5, 0.25,
@@ -197,6 +198,7 @@ mod tests {
     /// The running statistics do not depend on the split; the normalised outputs do.
     #[test]
     fn split_changes_outputs_not_running_statistics() {
+        let _guard = crate::rng_guard();
         let device = Device::flex().autodiff();
         let x = Tensor::<4>::random(
             [8, 3, 2, 2],
@@ -231,6 +233,7 @@ mod tests {
     /// is gamma x / sqrt(1 + eps) + beta.
     #[test]
     fn evaluation_uses_running_statistics() {
+        let _guard = crate::rng_guard();
         let device = Device::flex();
         let bn = GhostBatchNorm::new(1, 3.0, 0.9, 1e-5, Some(2), &device);
         let x = Tensor::<1>::from_floats([1.0, -2.0, 4.0], &device).reshape([3, 1, 1, 1]);

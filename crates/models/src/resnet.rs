@@ -342,6 +342,7 @@ mod tests {
     /// torchvision's resnet50 has 25,557,032 parameters (conv + BN gamma/beta + fc).
     #[test]
     fn resnet50_parameter_count() {
+        let _guard = crate::rng_guard();
         let device = Device::flex().autodiff();
         let model = ResNetConfig::resnet50().init(&device).unwrap();
         // num_params counts running statistics too (they are module state): subtract them.
@@ -360,6 +361,7 @@ mod tests {
 
     #[test]
     fn mini_forward_shape_and_gamma0() {
+        let _guard = crate::rng_guard();
         let device = Device::flex();
         let mut cfg = ResNetConfig::resnet_mini();
         cfg.bn.gamma0 = 0.25;
@@ -386,6 +388,7 @@ mod tests {
 
     #[test]
     fn stride_placement_by_version() {
+        let _guard = crate::rng_guard();
         let device = Device::flex();
         let mut cfg = ResNetConfig::resnet_mini();
         let m = cfg.init(&device).unwrap();
