@@ -96,6 +96,18 @@ pub fn parse_json<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T> {
 }
 
 impl Trace {
+    /// The tensors as the optimizer sees them (name as path, kind, shape).
+    pub fn param_infos(&self) -> Vec<ParamInfo> {
+        self.params
+            .iter()
+            .map(|p| ParamInfo {
+                path: p.name.clone(),
+                kind: p.kind,
+                shape: p.shape.clone(),
+            })
+            .collect()
+    }
+
     /// Checks names, shapes and gradients; errors name `origin` and the offending field.
     pub fn validate(&self, origin: &str) -> Result<()> {
         if self.params.is_empty() {
@@ -179,16 +191,7 @@ pub fn replay(
     precision: Precision,
     device: &Device,
 ) -> Result<ReplayOutput> {
-    let infos: Vec<ParamInfo> = trace
-        .params
-        .iter()
-        .map(|p| ParamInfo {
-            path: p.name.clone(),
-            kind: p.kind,
-            shape: p.shape.clone(),
-        })
-        .collect();
-    let mut optimizer = ModelOptimizer::new(setup, infos)?;
+    let mut optimizer = ModelOptimizer::new(setup, trace.param_infos())?;
     let groups = trace
         .params
         .iter()

@@ -6,7 +6,7 @@ use bigbatch_cli::run_cli;
 use bigbatch_cli::run_config::compose_optimizer;
 use bigbatch_core::ModelOptimizer;
 use bigbatch_core::optimizer::OptimizerState;
-use bigbatch_core::params::{ParamInfo, ParamSlot};
+use bigbatch_core::params::ParamSlot;
 use bigbatch_core::replay::{Precision, ReplayOutput, Trace, parse_json, replay};
 use burn::tensor::{Device, Tensor};
 use std::path::PathBuf;
@@ -140,15 +140,7 @@ fn restored_optimizer_state_continues_bit_identically() {
     bigbatch_cli::link_plugins();
     let trace = trace();
     let device = Device::flex();
-    let infos: Vec<ParamInfo> = trace
-        .params
-        .iter()
-        .map(|p| ParamInfo {
-            path: p.name.clone(),
-            kind: p.kind,
-            shape: p.shape.clone(),
-        })
-        .collect();
+    let infos = trace.param_infos();
     let initial: Vec<Tensor<1>> = trace
         .params
         .iter()
@@ -201,15 +193,7 @@ fn state_of_another_optimizer_is_rejected() {
     bigbatch_cli::link_plugins();
     let trace = trace();
     let device = Device::flex();
-    let infos: Vec<ParamInfo> = trace
-        .params
-        .iter()
-        .map(|p| ParamInfo {
-            path: p.name.clone(),
-            kind: p.kind,
-            shape: p.shape.clone(),
-        })
-        .collect();
+    let infos = trace.param_infos();
     let case = |n: &str| reference_dir().join(format!("cases/{n}.ron"));
     let adam = compose_optimizer(&[case("adam")], &[]).unwrap();
     let nesterov = compose_optimizer(&[case("nesterov")], &[]).unwrap();
