@@ -6,6 +6,7 @@
 //! - [`ImageDataset`] and [`EpochSampler`]: normalised batches with deterministic shuffling.
 
 pub mod idx;
+pub mod imagenet;
 
 use anyhow::{Result, bail};
 use burn::tensor::{Device, Int, Tensor, TensorData};
