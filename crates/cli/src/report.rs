@@ -4,8 +4,8 @@
 //! (trials per study, search space, budget, seeds) so that unequal tuning effort is visible.
 //! [`plots`] draws the charts beside the tables.
 
-use crate::study::{Study, TrialResult};
-use anyhow::{Context, Result};
+use crate::study::{Study, TrialResult, val_curve};
+use anyhow::Result;
 use bigbatch_core::study::{Scaling, Spread};
 use bigbatch_plots::{BoxGroup, Series, box_plot, line_chart};
 use std::fmt::Write;
@@ -149,22 +149,6 @@ pub fn tables(studies: &[Study]) -> Result<(String, String)> {
     Ok((md, csv))
 }
 
-/// Validation accuracy per evaluation step of one run directory's `metrics.jsonl`.
-fn val_curve(run_dir: &Path) -> Result<Vec<(u64, f64)>> {
-    let path = run_dir.join("metrics.jsonl");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .with_context(|| format!("{}: not JSON lines", path.display()))?;
-        if let (Some(step), Some(acc)) = (v["step"].as_u64(), v["val_accuracy"].as_f64()) {
-            out.push((step, acc));
-        }
-    }
-    Ok(out)
-}
-
 /// Charts of the studies in `out_dir` (each as SVG and PNG): the learning-rate schedules of the
 /// best points on one chart (the paper's Figure 1), final validation accuracy over seeds as box
 /// plots with the target line (Figure 4), and the median validation curve over seeds. Returns the
@@ -198,8 +182,7 @@ pub fn plots(studies: &[Study], out_dir: &Path) -> Result<Vec<PathBuf>> {
         });
         let mut by_step: std::collections::BTreeMap<u64, Vec<f64>> = Default::default();
         for r in reruns.values().filter(|r| r.feasible()) {
-            let dir = study.dir.join("reruns").join(format!("seed-{:03}", r.seed));
-            for (step, acc) in val_curve(&dir)? {
+            for (step, acc) in val_curve(&study.rerun_dir(r.seed))? {
                 by_step.entry(step).or_default().push(acc);
             }
         }

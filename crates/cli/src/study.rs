@@ -140,6 +140,11 @@ impl Study {
         self.dir.join("trials").join(format!("{index:05}"))
     }
 
+    /// The run directory of the rerun with `train.seed = seed`.
+    pub fn rerun_dir(&self, seed: u64) -> PathBuf {
+        self.dir.join("reruns").join(format!("seed-{seed:03}"))
+    }
+
     fn result_path(run_dir: &Path) -> PathBuf {
         run_dir.with_extension("json")
     }
@@ -339,7 +344,7 @@ impl Study {
         let mut out = Vec::new();
         for seed in 0..seeds {
             config.train.seed = seed;
-            let dir = self.dir.join("reruns").join(format!("seed-{seed:03}"));
+            let dir = self.rerun_dir(seed);
             let r = self.run_config(best.index, point.clone(), config.clone(), &dir, &device)?;
             eprintln!("seed {seed}: {}", describe_result(&r));
             out.push(r);
@@ -431,21 +436,28 @@ pub struct RerunStats {
     pub median_steps_to_target: Option<f64>,
 }
 
-/// The first evaluation step of a run whose validation accuracy is at least `target`.
-pub fn steps_to_target(run_dir: &Path, target: f64) -> Result<Option<u64>> {
+/// Validation accuracy at every evaluation step of a run directory's `metrics.jsonl`.
+pub fn val_curve(run_dir: &Path) -> Result<Vec<(u64, f64)>> {
     let path = run_dir.join("metrics.jsonl");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
     for line in text.lines() {
         let v: Value = serde_json::from_str(line)
             .with_context(|| format!("{}: not JSON lines", path.display()))?;
-        if let (Some(step), Some(acc)) = (v["step"].as_u64(), v["val_accuracy"].as_f64())
-            && acc >= target
-        {
-            return Ok(Some(step));
+        if let (Some(step), Some(acc)) = (v["step"].as_u64(), v["val_accuracy"].as_f64()) {
+            out.push((step, acc));
         }
     }
-    Ok(None)
+    Ok(out)
+}
+
+/// The first evaluation step of a run whose validation accuracy is at least `target`.
+pub fn steps_to_target(run_dir: &Path, target: f64) -> Result<Option<u64>> {
+    Ok(val_curve(run_dir)?
+        .into_iter()
+        .find(|&(_, acc)| acc >= target)
+        .map(|(step, _)| step))
 }
 
 impl Study {
@@ -468,8 +480,7 @@ impl Study {
                     .count();
                 let mut steps = Vec::new();
                 for r in &completed {
-                    let dir = self.dir.join("reruns").join(format!("seed-{:03}", r.seed));
-                    if let Some(s) = steps_to_target(&dir, t)? {
+                    if let Some(s) = steps_to_target(&self.rerun_dir(r.seed), t)? {
                         steps.push(s as f64);
                     }
                 }
