@@ -1,4 +1,4 @@
-//! `bigbatch train | schedule | optimizers | replay | study | report`.
+//! `bigbatch train | schedule | optimizers | replay | study | report | bert-vocab | bert-data`.
 
 use crate::backend::{self, Backend};
 use crate::run_config::{DataSource, RunConfig, compose_optimizer};
@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use bigbatch_core::config::write_atomic;
 use bigbatch_core::registry;
 use bigbatch_core::replay::{Precision, Trace, parse_json, replay};
+use bigbatch_data::bert::CreationConfig;
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -61,6 +62,54 @@ enum Command {
     },
     /// List the registered optimizers and their config fields.
     Optimizers,
+    /// Train a WordPiece vocabulary on a corpus and write it as vocab.txt.
+    BertVocab {
+        /// `sotu` (the embedded corpus) or a file in BERT's format (one sentence per line, blank
+        /// line between documents; `.gz` allowed).
+        #[arg(long, default_value = "sotu")]
+        corpus: String,
+        /// Number of entries, special tokens included.
+        #[arg(long, default_value_t = 8192)]
+        size: usize,
+        /// Minimum count of a merged pair.
+        #[arg(long, default_value_t = 2)]
+        min_frequency: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make BERT pretraining shards from a corpus (google-research/bert create_pretraining_data).
+    BertData {
+        /// `sotu` (the embedded corpus) or a file in BERT's format.
+        #[arg(long, default_value = "sotu")]
+        corpus: String,
+        /// `sotu` (the embedded vocabulary) or a vocab.txt (e.g. the standard uncased BERT one).
+        #[arg(long, default_value = "sotu")]
+        vocab: String,
+        /// Sequence length (phase 1: 128, phase 2: 512).
+        #[arg(long, default_value_t = 128)]
+        max_seq_length: usize,
+        /// Masked positions per sequence (phase 1: 20, phase 2: 80).
+        #[arg(long, default_value_t = 20)]
+        max_predictions_per_seq: usize,
+        #[arg(long, default_value_t = 0.15)]
+        masked_lm_prob: f64,
+        #[arg(long, default_value_t = 10)]
+        dupe_factor: usize,
+        #[arg(long, default_value_t = 0.1)]
+        short_seq_prob: f64,
+        #[arg(long)]
+        do_whole_word_mask: bool,
+        #[arg(long, default_value_t = 12345)]
+        seed: u64,
+        /// Whole documents held out for the evaluation split.
+        #[arg(long, default_value_t = 5)]
+        eval_documents: usize,
+        /// Instances per shard file.
+        #[arg(long, default_value_t = 65536)]
+        per_shard: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Tuning studies: quasi-random search, reruns over seeds.
     Study {
         #[command(subcommand)]
@@ -305,6 +354,37 @@ where
                 println!("written: {}", c.display());
             }
             Ok(())
+        }
+        Command::BertVocab {
+            corpus,
+            size,
+            min_frequency,
+            out,
+        } => crate::bert_data::vocab(&corpus, size, min_frequency, &out),
+        Command::BertData {
+            corpus,
+            vocab,
+            max_seq_length,
+            max_predictions_per_seq,
+            masked_lm_prob,
+            dupe_factor,
+            short_seq_prob,
+            do_whole_word_mask,
+            seed,
+            eval_documents,
+            per_shard,
+            out,
+        } => {
+            let creation = CreationConfig {
+                max_seq_length,
+                max_predictions_per_seq,
+                masked_lm_prob,
+                dupe_factor,
+                short_seq_prob,
+                do_whole_word_mask,
+                seed,
+            };
+            crate::bert_data::data(&corpus, &vocab, &creation, eval_documents, per_shard, &out)
         }
         Command::Optimizers => {
             registry::check()?;

@@ -5,6 +5,7 @@
 //! directory).
 
 pub mod backend;
+pub mod bert_data;
 pub mod commands;
 pub mod report;
 pub mod run_config;

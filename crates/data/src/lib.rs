@@ -5,6 +5,7 @@
 //!   `dataset-fashion-mnist` package, MIT; license beside the files in `embedded/`).
 //! - [`ImageDataset`] and [`EpochSampler`]: normalised batches with deterministic shuffling.
 
+pub mod bert;
 pub mod idx;
 pub mod imagenet;
 
