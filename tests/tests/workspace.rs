@@ -246,7 +246,9 @@ fn shipped_configs_compose_and_assign_groups() {
             &[],
         )
         .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
-        let bigbatch_cli::run_config::ModelConfig::ResNet(model) = &config.model;
+        let bigbatch_cli::run_config::ModelConfig::ResNet(model) = &config.model else {
+            panic!("configs/models/resnet.ron is a ResNet");
+        };
         let model = model
             .init(&burn::tensor::Device::flex().autodiff())
             .unwrap();
@@ -263,3 +265,6 @@ mod replay;
 
 #[path = "support/study.rs"]
 mod study;
+
+#[path = "support/workloads.rs"]
+mod workloads;

@@ -6,7 +6,9 @@
 
 pub mod backend;
 pub mod bert_data;
+pub mod classify;
 pub mod commands;
+pub mod pretrain;
 pub mod report;
 pub mod run_config;
 pub mod study;

@@ -27,16 +27,18 @@ fn spread_cell(s: &Option<Spread>) -> (String, String, String) {
 }
 
 fn scaling(s: &Scaling) -> String {
+    let list = |v: &[serde_json::Value]| {
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     match s {
         Scaling::Log(a, b) => format!("Log({a}, {b})"),
         Scaling::Linear(a, b) => format!("Linear({a}, {b})"),
-        Scaling::Discrete(v) => format!(
-            "Discrete([{}])",
-            v.iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Scaling::Discrete(v) => format!("Discrete([{}])", list(v)),
+        Scaling::Sweep(v) => format!("Sweep([{}])", list(v)),
+        Scaling::OneMinus(inner) => format!("OneMinus({})", scaling(inner)),
         Scaling::Fixed(v) => format!("Fixed({v})"),
     }
 }

@@ -1,13 +1,14 @@
 //! The run config: what one training run needs, composed from one or more RON files.
 //!
 //! Each file may hold any subset of the five sections (`model`, `data`, `optimizer`, `schedule`,
-//! `train`); later files replace whole sections of earlier ones, then `--set path=value` overrides
-//! single fields. `configs/models/*.ron` and `configs/optimizers/*.ron` are such partial files.
+//! `train`); later files replace whole sections of earlier ones; then each file's `set: [...]`
+//! list (in file order) and finally `--set path=value` override single fields. `configs/models/*.ron` and `configs/optimizers/*.ron` are such partial files.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use bigbatch_core::config::{apply_overrides, load_ron};
 use bigbatch_core::{OptimizerSetup, Schedule};
-use bigbatch_models::ResNetConfig;
+use bigbatch_data::bert::CreationConfig;
+use bigbatch_models::{BertConfig, ResNetConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -15,15 +16,63 @@ use std::path::{Path, PathBuf};
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum ModelConfig {
     ResNet(ResNetConfig),
+    /// BERT with its pretraining heads (`BertConfig::bert_large()` and the CPU presets).
+    Bert(BertConfig),
 }
 
-/// Where the images come from.
+/// Where the data comes from.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum DataSource {
     /// The Fashion-MNIST subset compiled into the binary (10k train / 2k test).
     EmbeddedFashionMnist,
     /// A directory with the four standard MNIST / Fashion-MNIST IDX files (raw or `.gz`).
     Idx(PathBuf),
+    /// ImageNet JPEG folders with the MLPerf preprocessing.
+    ImageNet(ImageNetSource),
+    /// BERT pretraining shards written by `bigbatch bert-data` (`train-*.bbpt`, `eval-*.bbpt`).
+    BertShards(PathBuf),
+    /// BERT pretraining data made in memory at start by the same creation as `bigbatch bert-data`
+    /// (the embedded default: corpus and vocabulary `"sotu"`).
+    Bert(BertDataConfig),
+}
+
+/// ImageNet in the standard layout: `dir/train/<wnid>/*.JPEG` (label = sorted wnid order) and
+/// `dir/val/<wnid>/*.JPEG`, or a flat `dir/val/` with `val_labels` (`<file> <wnid>` lines).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageNetSource {
+    pub dir: PathBuf,
+    #[serde(default)]
+    pub val_labels: Option<PathBuf>,
+    /// Decoding threads.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Batches decoded ahead of training.
+    #[serde(default = "default_prefetch")]
+    pub prefetch: usize,
+}
+
+fn default_workers() -> usize {
+    4
+}
+fn default_prefetch() -> usize {
+    2
+}
+
+/// BERT pretraining data made at start (see `bigbatch bert-data` for the fields).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BertDataConfig {
+    /// `"sotu"` (embedded) or a corpus file in BERT's format.
+    pub corpus: String,
+    /// `"sotu"` (embedded, 8,192 entries) or a `vocab.txt`.
+    pub vocab: String,
+    pub creation: CreationConfig,
+    /// Whole documents held out for evaluation.
+    pub eval_documents: usize,
+    /// Use only the first this many documents of the corpus.
+    #[serde(default)]
+    pub documents: Option<usize>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -50,6 +99,10 @@ pub struct TrainSettings {
     /// Training accuracy is measured on this many fixed (first) training examples.
     #[serde(default = "default_train_eval")]
     pub train_eval_examples: usize,
+    /// Start from the weights of the newest checkpoint of this run directory, with a fresh
+    /// optimizer (phase 2 of BERT pretraining after phase 1).
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
 }
 
 fn default_train_eval() -> usize {
@@ -81,6 +134,11 @@ pub struct RunConfigPatch {
     pub schedule: Option<Schedule>,
     #[serde(default)]
     pub train: Option<TrainSettings>,
+    /// Field overrides applied after all sections are composed, as `--set` (e.g.
+    /// `["model.bn.gamma0=0.4138"]`): lets a file change single fields of a section another file
+    /// provides.
+    #[serde(default)]
+    pub set: Vec<String>,
 }
 
 /// The `optimizer` section alone, for `bigbatch replay` (`--set optimizer.default.weight_decay=0`).
@@ -119,8 +177,12 @@ impl RunConfig {
         }
         let mut merged = RunConfigPatch::default();
         let mut sources: [Option<&Path>; 5] = [None; 5];
+        let mut file_sets: Vec<(&Path, Vec<String>)> = Vec::new();
         for file in files {
             let patch: RunConfigPatch = load_ron(file)?;
+            if !patch.set.is_empty() {
+                file_sets.push((file, patch.set.clone()));
+            }
             let slots = [
                 patch.model.is_some(),
                 patch.data.is_some(),
@@ -164,6 +226,11 @@ impl RunConfig {
             schedule: merged.schedule.unwrap(),
             train: merged.train.unwrap(),
         };
+        let mut config = config;
+        for (file, file_set) in file_sets {
+            config = apply_overrides(&config, &file_set)
+                .with_context(|| format!("{}: set", file.display()))?;
+        }
         let config = apply_overrides(&config, sets)?;
         config.validate()?;
         Ok(config)
@@ -196,6 +263,13 @@ impl RunConfig {
                          every virtual batch must be full",
                         t.batch_size
                     );
+                }
+                Ok(())
+            }
+            ModelConfig::Bert(m) => {
+                m.validate()?;
+                if let DataSource::Bert(d) = &self.data.source {
+                    d.creation.validate("data.source.creation.")?;
                 }
                 Ok(())
             }

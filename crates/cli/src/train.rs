@@ -18,11 +18,8 @@ use bigbatch_core::ModelOptimizer;
 use bigbatch_core::config::{to_ron, write_atomic};
 use bigbatch_core::optimizer::OptimizerState;
 use bigbatch_core::params::{describe, gather, scatter};
-use bigbatch_data::{EpochSampler, ImageDataset, idx};
-use bigbatch_models::ResNet;
 use burn::module::Module;
-use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -67,10 +64,10 @@ pub struct CheckpointPointer {
     pub step: u64,
 }
 
-fn save_checkpoint(
+fn save_checkpoint<M: Module + Clone>(
     out: &Path,
     step: u64,
-    model: &ResNet,
+    model: &M,
     optimizer: &ModelOptimizer,
 ) -> Result<()> {
     let name = format!("checkpoint-{step:08}");
@@ -151,19 +148,67 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<SoFar> {
     Ok(so_far)
 }
 
+/// One evaluation: validation and training accuracy (top-1 for classification, masked-LM
+/// accuracy for BERT) and workload-specific extras (e.g. `nsp_accuracy`).
+pub struct Evaluation {
+    pub val_accuracy: f64,
+    pub train_accuracy: f64,
+    pub extra: Vec<(&'static str, f64)>,
+}
+
+/// What differs between workloads: the model, the data order, the loss and the evaluation.
+/// Everything else (optimizer, schedule, metrics, checkpoints, divergence) is [`train_loop`].
+pub trait Workload {
+    type Model: Module + Clone;
+    /// Builds the model (called with the device's generator seeded).
+    fn init(&self, device: &Device) -> Result<Self::Model>;
+    /// The loss of the next training batch.
+    fn next_loss(&mut self, model: &Self::Model, device: &Device) -> Result<Tensor<1>>;
+    /// Skips `n` training batches (resuming).
+    fn skip(&mut self, n: u64) -> Result<()>;
+    /// Evaluates in inference mode.
+    fn evaluate(&mut self, model: &Self::Model, device: &Device) -> Result<Evaluation>;
+}
+
 /// Trains the model the config describes and records everything under `options.out_dir`.
 pub fn run(config: &RunConfig, device: &Device, options: &RunOptions) -> Result<RunSummary> {
-    let started = std::time::Instant::now();
     let out = &options.out_dir;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     write_atomic(&out.join("config.ron"), to_ron(config)?.as_bytes())?;
+    match &config.model {
+        ModelConfig::ResNet(model) => match &config.data.source {
+            DataSource::ImageNet(source) => {
+                let w = crate::classify::ImageNetClassification::new(model, source, &config.train)?;
+                train_loop(w, config, device, options)
+            }
+            source => {
+                let w = crate::classify::InMemoryClassification::new(model, source, &config.train)?;
+                train_loop(w, config, device, options)
+            }
+        },
+        ModelConfig::Bert(model) => {
+            let w = crate::pretrain::Pretraining::new(model, &config.data.source, &config.train)?;
+            train_loop(w, config, device, options)
+        }
+    }
+}
 
-    let (train_set, val_set) = load_data(&config.data.source)?;
-    let ModelConfig::ResNet(model_cfg) = &config.model;
-    check_model_fits_data(model_cfg, &train_set)?;
-    let norm = train_set.pixel_stats();
-    let train_eval_set = train_set.head(config.train.train_eval_examples);
+fn load_model<M: Module>(model: M, dir: &Path) -> Result<M> {
+    model
+        .try_load_file(dir.join("model.bpk"))
+        .map_err(|e| anyhow::anyhow!("loading the model from {}: {e:?}", dir.display()))
+}
 
+/// The generic training loop: config -> model + parameter groups -> optimizer -> steps ->
+/// metrics, evaluations and checkpoints.
+pub fn train_loop<W: Workload>(
+    mut workload: W,
+    config: &RunConfig,
+    device: &Device,
+    options: &RunOptions,
+) -> Result<RunSummary> {
+    let started = std::time::Instant::now();
+    let out = &options.out_dir;
     let (mut model, params) = {
         // The device's random generator is global: hold a process-wide lock from seeding to the
         // end of initialisation so that concurrent runs (tests, threads) cannot interleave.
@@ -172,7 +217,7 @@ pub fn run(config: &RunConfig, device: &Device, options: &RunOptions) -> Result<
         static SEED_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let _guard = SEED_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         device.seed(config.train.seed);
-        let model = model_cfg.init(device)?;
+        let model = workload.init(device)?;
         let params = describe(&model);
         (model, params)
     };
@@ -188,9 +233,7 @@ pub fn run(config: &RunConfig, device: &Device, options: &RunOptions) -> Result<
     let mut metrics = match checkpoint {
         Some(pointer) => {
             let dir = out.join(&pointer.dir);
-            model = model
-                .try_load_file(dir.join("model.bpk"))
-                .map_err(|e| anyhow::anyhow!("loading {}: {e:?}", dir.display()))?;
+            model = load_model(model, &dir)?;
             let bytes = std::fs::read(dir.join("optimizer.msgpack"))
                 .with_context(|| format!("cannot read {}", dir.display()))?;
             optimizer
@@ -201,6 +244,16 @@ pub fn run(config: &RunConfig, device: &Device, options: &RunOptions) -> Result<
             Metrics::append(&metrics_path)?
         }
         None => {
+            if let Some(from) = &config.train.init_from {
+                // Phase 2 of BERT pretraining: the weights of an earlier run, a fresh optimizer.
+                let Some(pointer) = read_pointer(from)? else {
+                    bail!(
+                        "train.init_from: {} has no checkpoint.json (is it a run directory?)",
+                        from.display()
+                    );
+                };
+                model = load_model(model, &from.join(&pointer.dir)).context("train.init_from")?;
+            }
             let mut m = Metrics::create(&metrics_path)?;
             m.write(&groups_line(&optimizer))?;
             m
@@ -208,10 +261,7 @@ pub fn run(config: &RunConfig, device: &Device, options: &RunOptions) -> Result<
     };
 
     let t = &config.train;
-    let mut sampler = EpochSampler::new(train_set.len(), t.batch_size, t.seed ^ 0x5eed_da7a)?;
-    for _ in 0..start {
-        sampler.next_batch();
-    }
+    workload.skip(start)?;
     let bar = progress_bar(t.steps, options.progress);
     bar.set_position(start);
     let mut summary = RunSummary {
@@ -225,10 +275,7 @@ pub fn run(config: &RunConfig, device: &Device, options: &RunOptions) -> Result<
     };
     for step in start..t.steps {
         let lr = config.schedule.lr(step);
-        let indices = sampler.next_batch().to_vec();
-        let (images, _) = train_set.batch(&indices, norm, device);
-        let targets = smoothed_targets(&train_set, &indices, t.label_smoothing, device);
-        let loss = cross_entropy(model.forward(images), targets);
+        let loss = workload.next_loss(&model, device)?;
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
         if !loss_value.is_finite() {
             let reason = format!("loss is {loss_value} at step {step}");
@@ -247,23 +294,31 @@ pub fn run(config: &RunConfig, device: &Device, options: &RunOptions) -> Result<
         bar.inc(1);
 
         if (step + 1) % t.eval_every == 0 || step + 1 == t.steps {
-            let val = accuracy(&model, &val_set, norm, device);
-            let train = accuracy(&model, &train_eval_set, norm, device);
-            metrics
-                .write(&json!({"step": step + 1, "val_accuracy": val, "train_accuracy": train}))?;
-            let line = format!(
-                "step {:>6}  loss {loss_value:.4}  val acc {:.2}%  train acc {:.2}%",
+            let e = workload.evaluate(&model, device)?;
+            let mut line = json!({
+                "step": step + 1,
+                "val_accuracy": e.val_accuracy,
+                "train_accuracy": e.train_accuracy,
+            });
+            let mut extra = String::new();
+            for (name, value) in &e.extra {
+                line[*name] = json!(value);
+                extra.push_str(&format!("  {name} {value:.4}"));
+            }
+            metrics.write(&line)?;
+            let text = format!(
+                "step {:>6}  loss {loss_value:.4}  val acc {:.2}%  train acc {:.2}%{extra}",
                 step + 1,
-                val * 100.0,
-                train * 100.0
+                e.val_accuracy * 100.0,
+                e.train_accuracy * 100.0
             );
             if bar.is_hidden() {
-                eprintln!("{line}");
+                eprintln!("{text}");
             } else {
-                bar.println(line);
+                bar.println(text);
             }
-            summary.final_val_accuracy = Some(val);
-            summary.final_train_accuracy = Some(train);
+            summary.final_val_accuracy = Some(e.val_accuracy);
+            summary.final_train_accuracy = Some(e.train_accuracy);
             save_checkpoint(out, step + 1, &model, &optimizer)?;
         }
     }
@@ -274,90 +329,6 @@ pub fn run(config: &RunConfig, device: &Device, options: &RunOptions) -> Result<
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
     Ok(summary)
-}
-
-fn load_data(source: &DataSource) -> Result<(ImageDataset, ImageDataset)> {
-    match source {
-        DataSource::EmbeddedFashionMnist => idx::embedded_fashion_mnist(),
-        DataSource::Idx(dir) => idx::load_dir(dir).context("data.source"),
-    }
-}
-
-fn check_model_fits_data(m: &bigbatch_models::ResNetConfig, data: &ImageDataset) -> Result<()> {
-    if m.in_channels != data.channels {
-        bail!(
-            "model.in_channels: the data has {} channel(s), the model expects {}",
-            data.channels,
-            m.in_channels
-        );
-    }
-    if m.image_size != data.height || m.image_size != data.width {
-        bail!(
-            "model.image_size: the data has {}x{} images, the model expects {}",
-            data.height,
-            data.width,
-            m.image_size
-        );
-    }
-    if m.num_classes < data.num_classes {
-        bail!(
-            "model.num_classes: the data has {} classes, the model only {}",
-            data.num_classes,
-            m.num_classes
-        );
-    }
-    Ok(())
-}
-
-/// Label-smoothed targets `(1 - tau) onehot + tau / K` (Szegedy et al. 2016).
-fn smoothed_targets(
-    data: &ImageDataset,
-    indices: &[usize],
-    tau: f64,
-    device: &Device,
-) -> Tensor<2> {
-    let k = data.num_classes;
-    let off = (tau / k as f64) as f32;
-    let on = (1.0 - tau) as f32 + off;
-    let mut values = vec![off; indices.len() * k];
-    for (row, &i) in indices.iter().enumerate() {
-        values[row * k + data.labels[i] as usize] = on;
-    }
-    Tensor::from_data(TensorData::new(values, [indices.len(), k]), device)
-}
-
-/// Mean over the batch of `-sum_k q_k log softmax(z)_k`.
-fn cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
-    let k = logits.dims()[1];
-    let targets = if targets.dims()[1] == k {
-        targets
-    } else {
-        // The model has more outputs than the data has classes: pad the targets with zeros.
-        let [b, c] = targets.dims();
-        Tensor::cat(
-            vec![
-                targets.clone(),
-                Tensor::zeros([b, k - c], &targets.device()),
-            ],
-            1,
-        )
-    };
-    (log_softmax(logits, 1) * targets).sum_dim(1).mean().neg()
-}
-
-/// Top-1 accuracy with batch norm in inference mode (running statistics).
-pub fn accuracy(model: &ResNet, data: &ImageDataset, norm: (f64, f64), device: &Device) -> f64 {
-    let eval = model.valid();
-    let plain = device.clone().inner();
-    let mut correct = 0usize;
-    let all: Vec<usize> = (0..data.len()).collect();
-    for chunk in all.chunks(500) {
-        let (images, labels) = data.batch(chunk, norm, &plain);
-        let predicted = eval.forward(images).argmax(1).reshape([chunk.len()]);
-        let hits: i64 = predicted.equal(labels).int().sum().into_scalar::<i64>();
-        correct += hits as usize;
-    }
-    correct as f64 / data.len() as f64
 }
 
 fn groups_line(optimizer: &ModelOptimizer) -> serde_json::Value {

@@ -58,6 +58,35 @@ pub enum Schedule {
         decay_factor: f64,
         t_decay: u64,
     },
+    /// The schedule of the paper's Tables 13-20: warmup `eta_peak (t / t_warmup)^p_warmup` for
+    /// `t <= t_warmup`, then `f + (eta_peak - f) ((t_decay - t) / (t_decay - t_warmup))^p_decay`
+    /// until `t_decay`, then constant at `f = eta_peak * decay_factor`.
+    PolynomialWarmupDecay {
+        eta_peak: f64,
+        decay_factor: f64,
+        t_warmup: u64,
+        #[serde(default = "one")]
+        p_warmup: f64,
+        t_decay: u64,
+        #[serde(default = "two")]
+        p_decay: f64,
+    },
+    /// google-research/bert `optimization.py` `create_optimizer` (the paper's Figure 2 and Tables
+    /// 7-8, where `p` is both powers): for `t < W` the warmup `peak (t / W)^warmup_power`, else
+    /// `tf.train.polynomial_decay` counted from step 0, not from the end of warmup:
+    /// `end + (peak - end) (1 - min(t, T) / T)^power`, so the rate drops at `t = W` from `peak`
+    /// to `peak (1 - W / T)^power` (the "sudden drop" the paper points out).
+    BertPolynomial {
+        peak: f64,
+        warmup_steps: u64,
+        total_steps: u64,
+        #[serde(default = "one")]
+        power: f64,
+        #[serde(default = "one")]
+        warmup_power: f64,
+        #[serde(default)]
+        end: f64,
+    },
 }
 
 fn one() -> f64 {
@@ -134,6 +163,42 @@ impl Schedule {
                     (tf / t_decay as f64).min(1.0)
                 };
                 eta0 * (1.0 - (1.0 - decay_factor) * progress)
+            }
+            Schedule::PolynomialWarmupDecay {
+                eta_peak,
+                decay_factor,
+                t_warmup,
+                p_warmup,
+                t_decay,
+                p_decay,
+            } => {
+                let eta_final = eta_peak * decay_factor;
+                if t <= t_warmup {
+                    if t_warmup == 0 {
+                        return eta_peak;
+                    }
+                    eta_peak * (tf / t_warmup as f64).powf(p_warmup)
+                } else if t >= t_decay {
+                    eta_final
+                } else {
+                    let frac = (t_decay - t) as f64 / (t_decay - t_warmup) as f64;
+                    eta_final + (eta_peak - eta_final) * frac.powf(p_decay)
+                }
+            }
+            Schedule::BertPolynomial {
+                peak,
+                warmup_steps,
+                total_steps,
+                power,
+                warmup_power,
+                end,
+            } => {
+                if t < warmup_steps {
+                    peak * (tf / warmup_steps as f64).powf(warmup_power)
+                } else {
+                    let progress = tf.min(total_steps as f64) / total_steps as f64;
+                    end + (peak - end) * (1.0 - progress).powf(power)
+                }
             }
         }
     }
@@ -214,6 +279,49 @@ impl Schedule {
             } => {
                 finite("eta0", eta0)?;
                 finite("decay_factor", decay_factor)?;
+            }
+            Schedule::PolynomialWarmupDecay {
+                eta_peak,
+                decay_factor,
+                t_warmup,
+                p_warmup,
+                t_decay,
+                p_decay,
+            } => {
+                finite("eta_peak", eta_peak)?;
+                finite("decay_factor", decay_factor)?;
+                if !(p_warmup > 0.0 && p_decay > 0.0 && p_warmup.is_finite() && p_decay.is_finite())
+                {
+                    bail!("schedule.p_warmup/p_decay: expected positive powers");
+                }
+                if t_warmup >= t_decay {
+                    bail!(
+                        "schedule.t_decay: expected a step ({t_decay}) after the warmup ({t_warmup})"
+                    );
+                }
+            }
+            Schedule::BertPolynomial {
+                peak,
+                warmup_steps,
+                total_steps,
+                power,
+                warmup_power,
+                end,
+            } => {
+                finite("peak", peak)?;
+                finite("end", end)?;
+                if !(power > 0.0
+                    && warmup_power > 0.0
+                    && power.is_finite()
+                    && warmup_power.is_finite())
+                {
+                    bail!("schedule.power/warmup_power: expected positive powers");
+                }
+                if total_steps == 0 || warmup_steps >= total_steps {
+                    bail!(
+                        "schedule.warmup_steps: expected fewer warmup steps ({warmup_steps}) than total_steps ({total_steps})"
+                    );
+                }
             }
         }
         Ok(())
@@ -305,6 +413,59 @@ mod tests {
         close(l.lr(50), 1.0 - 0.99 * 0.5);
         close(l.lr(100), 0.01);
         close(l.lr(1000), 0.01);
+    }
+
+    /// Tables 13-20: 500 warmup steps, quadratic decay to t_decay, then constant.
+    #[test]
+    fn polynomial_warmup_decay() {
+        let s = Schedule::PolynomialWarmupDecay {
+            eta_peak: 4.118,
+            decay_factor: 8.144e-5,
+            t_warmup: 500,
+            p_warmup: 1.0,
+            t_decay: 2250,
+            p_decay: 2.0,
+        };
+        let f = 4.118 * 8.144e-5;
+        close(s.lr(250), 4.118 / 2.0);
+        close(s.lr(500), 4.118);
+        // (2250 - 1375) / 1750 = 0.5 -> f + (peak - f) / 4
+        close(s.lr(1375), f + (4.118 - f) * 0.25);
+        close(s.lr(2250), f);
+        close(s.lr(2815), f);
+        s.validate().unwrap();
+    }
+
+    /// google-research/bert optimization.py, worked by hand: peak 1e-3, W = 100, T = 1000,
+    /// power 1: warmup 5e-4 at step 50, then the decay counted from step 0 jumps to
+    /// 1e-3 (1 - 100/1000) = 9e-4 at step 100, and reaches 0 at T.
+    #[test]
+    fn bert_polynomial_has_the_reference_drop() {
+        let s = Schedule::BertPolynomial {
+            peak: 1e-3,
+            warmup_steps: 100,
+            total_steps: 1000,
+            power: 1.0,
+            warmup_power: 1.0,
+            end: 0.0,
+        };
+        close(s.lr(50), 5e-4);
+        close(s.lr(99), 1e-3 * 0.99);
+        close(s.lr(100), 9e-4);
+        close(s.lr(550), 4.5e-4);
+        close(s.lr(1000), 0.0);
+        close(s.lr(2000), 0.0);
+        // p = 2 (Table 8, batch 65,536): warmup (t/W)^2 and decay (1 - t/T)^2.
+        let q = Schedule::BertPolynomial {
+            peak: 1.0,
+            warmup_steps: 2000,
+            total_steps: 7037,
+            power: 2.0,
+            warmup_power: 2.0,
+            end: 0.0,
+        };
+        close(q.lr(1000), 0.25);
+        close(q.lr(2000), (1.0 - 2000.0 / 7037.0f64).powi(2));
     }
 
     #[test]

@@ -25,11 +25,24 @@ pub enum Scaling {
     Discrete(Vec<Value>),
     /// Always this value (takes no dimension of the sequence).
     Fixed(Value),
+    /// `1 - x` with `x` from the inner scaling: the paper searches `1 - mu`, `1 - beta1`,
+    /// `1 - beta2` on a log scale, e.g. `OneMinus(Log(1e-3, 1.0))` for the momentum.
+    OneMinus(Box<Scaling>),
+    /// A grid sweep instead of a quasi-random draw (the paper's Tables 17-19): the sweep
+    /// dimensions of a space enumerate their Cartesian product in key order, the first key
+    /// varying fastest, so trials `0 .. product - 1` visit every combination once (trial `i`
+    /// takes `values[i mod n]` of the first sweep, and so on; after the product it wraps around).
+    Sweep(Vec<Value>),
 }
 
 impl Scaling {
+    /// Whether the scaling takes a dimension of the Halton sequence.
     fn takes_dimension(&self) -> bool {
-        !matches!(self, Scaling::Fixed(_))
+        match self {
+            Scaling::Fixed(_) | Scaling::Sweep(_) => false,
+            Scaling::OneMinus(inner) => inner.takes_dimension(),
+            _ => true,
+        }
     }
 
     /// Checks the bounds; errors name `field`.
@@ -50,6 +63,15 @@ impl Scaling {
                     bail!("{field}: Discrete([...]) needs at least one value");
                 }
             }
+            Scaling::Sweep(values) => {
+                if values.is_empty() {
+                    bail!("{field}: Sweep([...]) needs at least one value");
+                }
+            }
+            Scaling::OneMinus(inner) => match **inner {
+                Scaling::Log(..) | Scaling::Linear(..) => inner.validate(field)?,
+                _ => bail!("{field}: OneMinus(...) takes Log(min, max) or Linear(min, max)"),
+            },
             Scaling::Fixed(_) => {}
         }
         Ok(())
@@ -65,21 +87,31 @@ impl Scaling {
                 values[i].clone()
             }
             Scaling::Fixed(v) => v.clone(),
+            Scaling::OneMinus(inner) => Value::from(1.0 - inner.map(u).as_f64().unwrap_or(0.0)),
+            // Sweeps are placed by `trial_point`; `u` is the position in the grid here.
+            Scaling::Sweep(values) => values[(u as usize).min(values.len() - 1)].clone(),
         }
     }
 }
 
 /// Dotted run-config path -> scaling. Dimensions of the Halton sequence are assigned in key
-/// order, skipping `Fixed` entries.
+/// order, skipping `Fixed` and `Sweep` entries. A key may name several paths separated by
+/// commas, which then share one value (the paper's Table 7 ties the warmup and decay powers:
+/// `"schedule.power, schedule.warmup_power"`).
 pub type SearchSpace = BTreeMap<String, Scaling>;
+
+/// The paths of one search key (`"a.b, c.d"` -> `["a.b", "c.d"]`).
+pub fn key_paths(key: &str) -> impl Iterator<Item = &str> {
+    key.split(',').map(str::trim)
+}
 
 /// Checks every dimension; errors read `origin: search."path": ...`.
 pub fn validate_space(space: &SearchSpace, origin: &str) -> Result<()> {
-    for (path, scaling) in space {
-        if path.is_empty() {
-            bail!("{origin}: search: empty path");
+    for (key, scaling) in space {
+        if key_paths(key).any(str::is_empty) {
+            bail!("{origin}: search.\"{key}\": empty path");
         }
-        scaling.validate(&format!("{origin}: search.\"{path}\""))?;
+        scaling.validate(&format!("{origin}: search.\"{key}\""))?;
     }
     Ok(())
 }
@@ -149,37 +181,60 @@ pub fn halton_point(study_seed: u64, index: u64, dims: usize) -> Vec<f64> {
         .collect()
 }
 
-/// The hyperparameters of trial `index`: path -> value.
+/// The hyperparameters of trial `index`: search key -> value.
 pub fn trial_point(space: &SearchSpace, study_seed: u64, index: u64) -> BTreeMap<String, Value> {
     let dims = space.values().filter(|s| s.takes_dimension()).count();
     let u = halton_point(study_seed, index, dims);
     let mut next = u.into_iter();
+    let mut grid_index = index;
     space
         .iter()
-        .map(|(path, scaling)| {
-            let coordinate = if scaling.takes_dimension() {
-                next.next().expect("one coordinate per searched dimension")
-            } else {
-                0.0
+        .map(|(key, scaling)| {
+            let coordinate = match scaling {
+                Scaling::Sweep(values) => {
+                    let n = values.len() as u64;
+                    let position = grid_index % n;
+                    grid_index /= n;
+                    position as f64
+                }
+                s if s.takes_dimension() => {
+                    next.next().expect("one coordinate per searched dimension")
+                }
+                _ => 0.0,
             };
-            (path.clone(), scaling.map(coordinate))
+            (key.clone(), scaling.map(coordinate))
         })
         .collect()
+}
+
+/// Trials in one pass over a space's sweep grid (1 without sweeps).
+pub fn grid_size(space: &SearchSpace) -> u64 {
+    space
+        .values()
+        .map(|s| match s {
+            Scaling::Sweep(values) => values.len() as u64,
+            _ => 1,
+        })
+        .product()
 }
 
 /// Writes a point into the JSON form of a run config. A number replacing an integer field is
 /// rounded to the nearest integer (e.g. a `Log` search over `warmup_steps`).
 pub fn apply_point(config: &mut Value, point: &BTreeMap<String, Value>) -> Result<()> {
-    for (path, value) in point {
-        update_path(config, path, |current| {
-            Ok(match (current, value.as_f64()) {
-                (Value::Number(n), Some(x)) if (n.is_u64() || n.is_i64()) && !value.is_i64() => {
-                    Value::from(x.round() as i64)
-                }
-                _ => value.clone(),
+    for (key, value) in point {
+        for path in key_paths(key) {
+            update_path(config, path, |current| {
+                Ok(match (current, value.as_f64()) {
+                    (Value::Number(n), Some(x))
+                        if (n.is_u64() || n.is_i64()) && !value.is_i64() =>
+                    {
+                        Value::from(x.round() as i64)
+                    }
+                    _ => value.clone(),
+                })
             })
-        })
-        .map_err(|e| anyhow::anyhow!("search.\"{path}\": {e}"))?;
+            .map_err(|e| anyhow::anyhow!("search.\"{key}\": {path}: {e}"))?;
+        }
     }
     Ok(())
 }
@@ -348,8 +403,56 @@ mod tests {
         point.insert("schedule.nope".to_string(), Value::from(1));
         let e = apply_point(&mut config, &point).unwrap_err().to_string();
         assert!(
-            e.contains("search.\"schedule.nope\": unknown field `nope`"),
+            e.contains("search.\"schedule.nope\": schedule.nope: unknown field `nope`"),
             "{e}"
+        );
+    }
+
+    /// `1 - mu` on a log scale, sweeps enumerating their grid, and tied paths.
+    #[test]
+    fn one_minus_sweeps_and_tied_paths() {
+        let m = Scaling::OneMinus(Box::new(Scaling::Log(1e-3, 1e-1)));
+        assert!((m.map(0.5).as_f64().unwrap() - 0.99).abs() < 1e-15);
+        assert!(
+            Scaling::OneMinus(Box::new(Scaling::Fixed(Value::from(1))))
+                .validate("f")
+                .is_err()
+        );
+        let mut space = SearchSpace::new();
+        space.insert(
+            "a".into(),
+            Scaling::Sweep(vec![1.into(), 2.into(), 3.into()]),
+        );
+        space.insert("b".into(), Scaling::Linear(0.0, 1.0));
+        space.insert("c".into(), Scaling::Sweep(vec!["x".into(), "y".into()]));
+        assert_eq!(grid_size(&space), 6);
+        let grid: Vec<(Value, Value)> = (0..6)
+            .map(|i| {
+                let p = trial_point(&space, 3, i);
+                (p["a"].clone(), p["c"].clone())
+            })
+            .collect();
+        let distinct: std::collections::BTreeSet<String> =
+            grid.iter().map(|(a, c)| format!("{a}{c}")).collect();
+        assert_eq!(distinct.len(), 6, "{grid:?}");
+        assert_eq!(grid[4], (Value::from(2), Value::from("y")));
+        // The quasi-random dimension is the first Halton dimension (sweeps take none).
+        assert_eq!(
+            trial_point(&space, 3, 4)["b"],
+            Value::from(halton_point(3, 4, 1)[0])
+        );
+        let mut config = serde_json::json!({"s": {"p": 1.0, "q": 1.0}});
+        let mut point = BTreeMap::new();
+        point.insert("s.p, s.q".to_string(), Value::from(2.0));
+        apply_point(&mut config, &point).unwrap();
+        assert_eq!(config, serde_json::json!({"s": {"p": 2.0, "q": 2.0}}));
+        let mut bad = SearchSpace::new();
+        bad.insert("s.p,".into(), Scaling::Fixed(Value::from(1)));
+        assert!(
+            validate_space(&bad, "f")
+                .unwrap_err()
+                .to_string()
+                .contains("empty path")
         );
     }
 

@@ -543,7 +543,8 @@ fn seed_for(seed: u64, epoch: u64, salt: u64) -> u64 {
 /// (seed, epoch) for training (file order for evaluation), and each image's random crop and flip
 /// come from a generator seeded by (seed, epoch, position), so the batches are the same for any
 /// number of workers. Corrupt or unreadable files are skipped (the batch is filled from the next
-/// files, so every batch is full) and listed in the report; a last partial batch is dropped.
+/// files, so every batch is full) and listed in the report; a last partial batch is dropped in
+/// training and delivered in evaluation.
 /// `consume` receives the batches in order.
 pub fn load_epoch(
     folder: &ImageFolder,
@@ -649,6 +650,10 @@ pub fn load_epoch(
                         ))?;
                     }
                 }
+            }
+            // Evaluation sees every image: the last partial batch is delivered too.
+            if !cfg.train && !batch.labels.is_empty() {
+                consume(batch)?;
             }
             Ok(())
         })();

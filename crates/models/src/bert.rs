@@ -322,7 +322,12 @@ impl BertForPretraining {
             .forward(gelu_approximate(self.mlm_dense.forward(picked)));
         let words = self.bert.embeddings.word_embeddings.weight.val(); // [vocab, hidden]
         let [v, _] = words.dims();
-        let logits = t.matmul(words.transpose().reshape([1, h, v]).expand([b, h, v]))
+        // One [b p, h] x [h, v] product (not a batched one against an expanded [b, h, v] copy of
+        // the embedding matrix).
+        let logits = t
+            .reshape([b * p, h])
+            .matmul(words.transpose())
+            .reshape([b, p, v])
             + self.mlm_bias.val().reshape([1, 1, v]);
         (logits, self.nsp.forward(pooled))
     }

@@ -7,7 +7,7 @@ pub mod bert;
 pub mod ghost_bn;
 pub mod resnet;
 
-pub use bert::{Bert, BertConfig, BertForPretraining};
+pub use bert::{Bert, BertBatch, BertConfig, BertForPretraining, PretrainingOutput};
 pub use ghost_bn::GhostBatchNorm;
 pub use resnet::{ResNet, ResNetConfig};
 

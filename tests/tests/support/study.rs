@@ -210,15 +210,161 @@ fn bad_study_files_name_the_field() {
 
 #[test]
 fn shipped_study_files_load() {
-    let dir = root().join("configs/studies");
+    // configs/studies: the CPU studies; configs/studies/paper: every search space of the paper's
+    // appendix (Tables 7, 9-24). Each loads, and its first trials compose into valid run configs.
     let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "ron") {
-            Study::load(&path, Some(scratch("shipped-study")))
-                .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
-            n += 1;
+    for dir in ["configs/studies", "configs/studies/paper"] {
+        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "ron") {
+                let study = Study::load(&path, Some(scratch("shipped-study")))
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                for i in 0..3 {
+                    study
+                        .trial_config(i)
+                        .unwrap_or_else(|e| panic!("{} trial {i}: {e:#}", path.display()));
+                }
+                n += 1;
+            }
         }
     }
-    assert!(n >= 2);
+    assert!(n >= 36, "{n} study files");
+}
+
+#[test]
+fn shipped_run_configs_compose() {
+    for files in [
+        &["models/resnet.ron", "optimizers/lamb.ron"][..],
+        &["models/resnet50-imagenet.ron", "optimizers/lars_mlperf.ron"],
+        &[
+            "models/resnet50-imagenet.ron",
+            "optimizers/nesterov_config_a.ron",
+        ],
+        &[
+            "models/resnet50-imagenet.ron",
+            "optimizers/nesterov_config_b.ron",
+        ],
+        &["models/bert-tiny.ron", "optimizers/bert_adam.ron"],
+        &["models/bert-tiny-phase2.ron", "optimizers/bert_adam.ron"],
+        &[
+            "models/bert-large-phase1.ron",
+            "optimizers/bert_adam_table8_phase1.ron",
+        ],
+        &[
+            "models/bert-large-phase2.ron",
+            "optimizers/bert_adam_table8_phase2.ron",
+        ],
+    ] {
+        let paths: Vec<_> = files
+            .iter()
+            .map(|f| root().join("configs").join(f))
+            .collect();
+        let config = bigbatch_cli::run_config::RunConfig::compose(&paths, &[])
+            .unwrap_or_else(|e| panic!("{files:?}: {e:#}"));
+        if files[1].contains("config_a") {
+            // The file's `set` list reaches into the model and train sections.
+            let json = serde_json::to_value(&config).unwrap();
+            assert_eq!(json["model"]["ResNet"]["bn"]["gamma0"], 0.4138);
+            assert_eq!(json["model"]["ResNet"]["bn"]["momentum"], 0.94);
+            assert_eq!(json["train"]["label_smoothing"], 0.15);
+        }
+    }
+}
+
+/// The worker process `killed_worker_process_resumes` starts and kills: runs trial 0 of the study
+/// named by `BIGBATCH_KILL_STUDY` / `BIGBATCH_KILL_DIR`. Ignored: only meaningful as that child.
+#[test]
+#[ignore]
+fn study_worker_process() {
+    let (Ok(study), Ok(dir)) = (
+        std::env::var("BIGBATCH_KILL_STUDY"),
+        std::env::var("BIGBATCH_KILL_DIR"),
+    ) else {
+        panic!("run by killed_worker_process_resumes, which sets BIGBATCH_KILL_STUDY/DIR");
+    };
+    cli(&["study", "trial", &study, "--dir", &dir, "--index", "0"]).unwrap();
+}
+
+/// A real `kill -9` of a worker process in the middle of a trial: the trial has no result, the
+/// study reports it unfinished, and running it again continues from its checkpoint to the end.
+#[test]
+fn killed_worker_process_resumes() {
+    let dir = scratch("kill9");
+    let path = write_study(&dir, "");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("Discrete([0.01, 1e30])", "Fixed(0.01)")
+        .replace("\"train.steps\": Fixed(3)", "\"train.steps\": Fixed(200)")
+        .replace(
+            "\"schedule.total_steps\": Fixed(3)",
+            "\"schedule.total_steps\": Fixed(200)",
+        )
+        .replace(
+            "\"train.eval_every\": Fixed(1)",
+            "\"train.eval_every\": Fixed(4)",
+        );
+    std::fs::write(&path, text).unwrap();
+    let study_dir = dir.join("study-dir");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "study::study_worker_process",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("BIGBATCH_KILL_STUDY", &path)
+        .env("BIGBATCH_KILL_DIR", &study_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pointer = study_dir.join("trials/00000/checkpoint.json");
+    let started = std::time::Instant::now();
+    while !pointer.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the worker ended before its first checkpoint"
+        );
+        assert!(
+            started.elapsed().as_secs() < 300,
+            "no checkpoint after 300 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let study = Study::load(&path, Some(study_dir.clone())).unwrap();
+    assert!(
+        study.trials().unwrap().is_empty(),
+        "a killed trial has no result"
+    );
+    assert_eq!(study.unfinished(), vec![0]);
+    let killed_at: u64 =
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&pointer).unwrap())
+            .unwrap()["step"]
+            .as_u64()
+            .unwrap();
+    assert!(killed_at < 200);
+    cli(&[
+        "study",
+        "trial",
+        path.to_str().unwrap(),
+        "--dir",
+        study_dir.to_str().unwrap(),
+        "--index",
+        "0",
+    ])
+    .unwrap();
+    let trials = study.trials().unwrap();
+    assert_eq!(trials[&0].summary.steps, 200);
+    assert!(trials[&0].feasible());
+    // Every step appears exactly once in the metrics: nothing repeated, nothing lost.
+    let metrics = std::fs::read_to_string(study_dir.join("trials/00000/metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("loss").is_some())
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (0..200).collect::<Vec<_>>());
 }

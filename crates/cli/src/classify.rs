@@ -1,0 +1,301 @@
+//! Image classification workloads for ResNet: images held in memory (Fashion-MNIST / MNIST) and
+//! ImageNet streamed from JPEG folders through the MLPerf preprocessing.
+//!
+//! Loss: mean over the batch of `-sum_k q_k log softmax(z)_k` with label-smoothed targets
+//! `q = (1 - tau) onehot + tau / K` (Szegedy et al. 2016). Accuracy: top-1 with batch norm in
+//! inference mode (running statistics).
+
+use crate::run_config::{DataSource, ImageNetSource, TrainSettings};
+use crate::train::{Evaluation, Workload};
+use anyhow::{Context, Result, bail};
+use bigbatch_data::imagenet::{ImageBatch, ImageFolder, LoaderConfig, load_epoch};
+use bigbatch_data::{EpochSampler, ImageDataset, idx};
+use bigbatch_models::{ResNet, ResNetConfig};
+use burn::module::Module;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use std::sync::mpsc::{Receiver, sync_channel};
+
+/// Label-smoothed one-hot targets `[batch, k]`.
+fn smoothed_targets(labels: &[u32], k: usize, tau: f64, device: &Device) -> Tensor<2> {
+    let off = (tau / k as f64) as f32;
+    let on = (1.0 - tau) as f32 + off;
+    let mut values = vec![off; labels.len() * k];
+    for (row, &label) in labels.iter().enumerate() {
+        values[row * k + label as usize] = on;
+    }
+    Tensor::from_data(TensorData::new(values, [labels.len(), k]), device)
+}
+
+/// Mean over the batch of `-sum_k q_k log softmax(z)_k`.
+fn cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    (log_softmax(logits, 1) * targets).sum_dim(1).mean().neg()
+}
+
+/// Top-1 hits of `model` in inference mode on one batch.
+fn hits(eval: &ResNet, images: Tensor<4>, labels: Tensor<1, Int>) -> usize {
+    let n = labels.dims()[0];
+    let predicted = eval.forward(images).argmax(1).reshape([n]);
+    predicted.equal(labels).int().sum().into_scalar::<i64>() as usize
+}
+
+fn check_model_fits(
+    m: &ResNetConfig,
+    channels: usize,
+    height: usize,
+    width: usize,
+    classes: usize,
+) -> Result<()> {
+    if m.in_channels != channels {
+        bail!(
+            "model.in_channels: the data has {channels} channel(s), the model expects {}",
+            m.in_channels
+        );
+    }
+    if m.image_size != height || m.image_size != width {
+        bail!(
+            "model.image_size: the data has {height}x{width} images, the model expects {}",
+            m.image_size
+        );
+    }
+    if m.num_classes < classes {
+        bail!(
+            "model.num_classes: the data has {classes} classes, the model only {}",
+            m.num_classes
+        );
+    }
+    Ok(())
+}
+
+/// ResNet on images held in memory, normalised by the training set's pixel mean and std.
+pub struct InMemoryClassification {
+    model: ResNetConfig,
+    train: ImageDataset,
+    val: ImageDataset,
+    train_eval: ImageDataset,
+    norm: (f64, f64),
+    sampler: EpochSampler,
+    tau: f64,
+}
+
+impl InMemoryClassification {
+    pub fn new(model: &ResNetConfig, source: &DataSource, t: &TrainSettings) -> Result<Self> {
+        let (train, val) = match source {
+            DataSource::EmbeddedFashionMnist => idx::embedded_fashion_mnist()?,
+            DataSource::Idx(dir) => idx::load_dir(dir).context("data.source")?,
+            other => bail!("data.source: {other:?} does not hold images for a ResNet"),
+        };
+        check_model_fits(
+            model,
+            train.channels,
+            train.height,
+            train.width,
+            train.num_classes,
+        )?;
+        Ok(Self {
+            model: model.clone(),
+            norm: train.pixel_stats(),
+            train_eval: train.head(t.train_eval_examples),
+            sampler: EpochSampler::new(train.len(), t.batch_size, t.seed ^ 0x5eed_da7a)?,
+            train,
+            val,
+            tau: t.label_smoothing,
+        })
+    }
+
+    fn accuracy(&self, model: &ResNet, data: &ImageDataset, device: &Device) -> f64 {
+        let eval = model.valid();
+        let plain = device.clone().inner();
+        let all: Vec<usize> = (0..data.len()).collect();
+        let correct: usize = all
+            .chunks(500)
+            .map(|chunk| {
+                let (images, labels) = data.batch(chunk, self.norm, &plain);
+                hits(&eval, images, labels)
+            })
+            .sum();
+        correct as f64 / data.len() as f64
+    }
+}
+
+impl Workload for InMemoryClassification {
+    type Model = ResNet;
+
+    fn init(&self, device: &Device) -> Result<ResNet> {
+        self.model.init(device)
+    }
+
+    fn next_loss(&mut self, model: &ResNet, device: &Device) -> Result<Tensor<1>> {
+        let indices = self.sampler.next_batch().to_vec();
+        let (images, _) = self.train.batch(&indices, self.norm, device);
+        let labels: Vec<u32> = indices
+            .iter()
+            .map(|&i| u32::from(self.train.labels[i]))
+            .collect();
+        let targets = smoothed_targets(&labels, self.model.num_classes, self.tau, device);
+        Ok(cross_entropy(model.forward(images), targets))
+    }
+
+    fn skip(&mut self, n: u64) -> Result<()> {
+        for _ in 0..n {
+            self.sampler.next_batch();
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, model: &ResNet, device: &Device) -> Result<Evaluation> {
+        Ok(Evaluation {
+            val_accuracy: self.accuracy(model, &self.val, device),
+            train_accuracy: self.accuracy(model, &self.train_eval, device),
+            extra: Vec::new(),
+        })
+    }
+}
+
+/// ResNet on ImageNet folders: training batches decoded and augmented by the parallel loader on
+/// a background thread, epoch after epoch (epoch `e` shuffled by (seed, e)), at most `prefetch`
+/// batches ahead; evaluation on the whole validation folder and on the first
+/// `train.train_eval_examples` training files, both with the evaluation transform.
+pub struct ImageNetClassification {
+    model: ResNetConfig,
+    val: ImageFolder,
+    train_eval: ImageFolder,
+    loader: LoaderConfig,
+    batches: Receiver<Result<ImageBatch, String>>,
+    tau: f64,
+}
+
+impl ImageNetClassification {
+    pub fn new(model: &ResNetConfig, source: &ImageNetSource, t: &TrainSettings) -> Result<Self> {
+        let train = ImageFolder::scan(&source.dir.join("train")).context("data.source")?;
+        let val = match &source.val_labels {
+            Some(labels) => ImageFolder::flat(&source.dir.join("val"), labels, &train.classes),
+            None => ImageFolder::scan(&source.dir.join("val")).and_then(|v| {
+                if v.classes != train.classes {
+                    bail!(
+                        "{}: the validation classes differ from the training classes",
+                        source.dir.join("val").display()
+                    );
+                }
+                Ok(v)
+            }),
+        }
+        .context("data.source")?;
+        check_model_fits(
+            model,
+            3,
+            model.image_size,
+            model.image_size,
+            train.classes.len(),
+        )?;
+        if train.files.len() < t.batch_size {
+            bail!(
+                "train.batch_size: {} is larger than the {} training images",
+                t.batch_size,
+                train.files.len()
+            );
+        }
+        let loader = LoaderConfig {
+            batch_size: t.batch_size,
+            workers: source.workers,
+            prefetch: source.prefetch,
+            seed: t.seed,
+            image_size: model.image_size as u32,
+            train: true,
+        };
+        let (tx, rx) = sync_channel(source.prefetch.max(1));
+        let (folder, cfg) = (train.clone(), loader.clone());
+        std::thread::spawn(move || {
+            for epoch in 0.. {
+                let sent = load_epoch(&folder, &cfg, epoch, |batch| {
+                    tx.send(Ok(batch))
+                        .map_err(|_| anyhow::anyhow!("the training loop has stopped"))
+                });
+                match sent {
+                    Ok(report) => {
+                        for (path, reason) in report.skipped {
+                            eprintln!("epoch {epoch}: skipped {}: {reason}", path.display());
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(format!("{e:#}")));
+                        return;
+                    }
+                }
+            }
+        });
+        let mut train_eval = train.clone();
+        train_eval.files.truncate(t.train_eval_examples);
+        Ok(Self {
+            model: model.clone(),
+            val,
+            train_eval,
+            loader,
+            batches: rx,
+            tau: t.label_smoothing,
+        })
+    }
+
+    fn next_batch(&mut self) -> Result<ImageBatch> {
+        match self.batches.recv() {
+            Ok(Ok(batch)) => Ok(batch),
+            Ok(Err(e)) => bail!("data.source: {e}"),
+            Err(_) => bail!("data.source: the ImageNet loader stopped"),
+        }
+    }
+
+    fn accuracy(&self, model: &ResNet, folder: &ImageFolder, device: &Device) -> Result<f64> {
+        let eval = model.valid();
+        let plain = device.clone().inner();
+        let cfg = LoaderConfig {
+            train: false,
+            batch_size: self.loader.batch_size.min(folder.files.len()).max(1),
+            ..self.loader.clone()
+        };
+        let s = self.model.image_size;
+        let (mut correct, mut seen) = (0, 0);
+        load_epoch(folder, &cfg, 0, |batch| {
+            let n = batch.labels.len();
+            let images = Tensor::from_data(TensorData::new(batch.images, [n, 3, s, s]), &plain);
+            let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
+            let labels = Tensor::from_data(TensorData::new(labels, [n]), &plain);
+            correct += hits(&eval, images, labels);
+            seen += n;
+            Ok(())
+        })?;
+        Ok(correct as f64 / seen.max(1) as f64)
+    }
+}
+
+impl Workload for ImageNetClassification {
+    type Model = ResNet;
+
+    fn init(&self, device: &Device) -> Result<ResNet> {
+        self.model.init(device)
+    }
+
+    fn next_loss(&mut self, model: &ResNet, device: &Device) -> Result<Tensor<1>> {
+        let batch = self.next_batch()?;
+        let (n, s) = (batch.labels.len(), self.model.image_size);
+        let images = Tensor::from_data(TensorData::new(batch.images, [n, 3, s, s]), device);
+        let targets = smoothed_targets(&batch.labels, self.model.num_classes, self.tau, device);
+        Ok(cross_entropy(model.forward(images), targets))
+    }
+
+    /// Resuming decodes and drops the batches already trained on, so the data order continues
+    /// exactly.
+    fn skip(&mut self, n: u64) -> Result<()> {
+        for _ in 0..n {
+            self.next_batch()?;
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, model: &ResNet, device: &Device) -> Result<Evaluation> {
+        Ok(Evaluation {
+            val_accuracy: self.accuracy(model, &self.val, device)?,
+            train_accuracy: self.accuracy(model, &self.train_eval, device)?,
+            extra: Vec::new(),
+        })
+    }
+}
