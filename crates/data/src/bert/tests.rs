@@ -211,7 +211,12 @@ fn shards_round_trip_and_batch() {
     let batch = set.batch(&[3, 65], &device);
     assert_eq!(batch.input_ids.dims(), [2, 128]);
     assert_eq!(batch.masked_ids.dims(), [2, 20]);
-    let ids: Vec<i64> = batch.input_ids.to_data().convert::<i64>().to_vec().unwrap();
+    let ids: Vec<i64> = batch
+        .input_ids
+        .to_data()
+        .convert::<i64>()
+        .try_to_vec()
+        .unwrap();
     let inst = &instances[65];
     assert_eq!(
         ids[128..128 + inst.tokens.len()]
@@ -220,7 +225,7 @@ fn shards_round_trip_and_batch() {
             .collect::<Vec<_>>(),
         inst.tokens
     );
-    let pad: Vec<bool> = batch.padding.to_data().to_vec().unwrap();
+    let pad: Vec<bool> = batch.padding.to_data().try_to_vec().unwrap();
     assert_eq!(
         pad[128..].iter().filter(|p| !**p).count(),
         inst.tokens.len()
@@ -229,11 +234,11 @@ fn shards_round_trip_and_batch() {
         .token_types
         .to_data()
         .convert::<i64>()
-        .to_vec()
+        .try_to_vec()
         .unwrap();
     assert_eq!(types[128 + inst.segment_a_len - 1], 0);
     assert_eq!(types[128 + inst.segment_a_len], 1);
-    let w: Vec<f32> = batch.masked_weights.to_data().to_vec().unwrap();
+    let w: Vec<f32> = batch.masked_weights.to_data().try_to_vec().unwrap();
     assert_eq!(
         w[20..].iter().sum::<f32>() as usize,
         inst.masked_positions.len()
