@@ -145,16 +145,12 @@ pub struct Rgb {
 impl Rgb {
     /// Decodes a JPEG (or any format the `image` crate reads) into RGB.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let img = image::load_from_memory(bytes)?.to_rgb8();
+        let img = image::load_from_memory(bytes)?.into_rgb8();
         Ok(Self {
             width: img.width(),
             height: img.height(),
             pixels: img.into_raw(),
         })
-    }
-
-    fn at(&self, x: u32, y: u32, c: usize) -> f32 {
-        f32::from(self.pixels[((y * self.width + x) * 3) as usize + c])
     }
 
     /// Bilinear resize of the `rect` region to `out_w` x `out_h` with half-pixel centres and no
@@ -169,15 +165,25 @@ impl Rgb {
             let hi = (lo + 1).min(len - 1);
             (lo, hi, src - lo as f32)
         };
+        // The column taps and weights are the same for every row: compute them once.
+        let columns: Vec<(usize, usize, f32)> = (0..out_w)
+            .map(|ox| {
+                let (x0, x1, fx) = axis(ox, sx, rect.width);
+                (((rect.x + x0) * 3) as usize, ((rect.x + x1) * 3) as usize, fx)
+            })
+            .collect();
+        let stride = (self.width * 3) as usize;
         let mut out = Vec::with_capacity((out_w * out_h * 3) as usize);
         for oy in 0..out_h {
             let (y0, y1, fy) = axis(oy, sy, rect.height);
-            for ox in 0..out_w {
-                let (x0, x1, fx) = axis(ox, sx, rect.width);
+            let row0 = &self.pixels[(rect.y + y0) as usize * stride..][..stride];
+            let row1 = &self.pixels[(rect.y + y1) as usize * stride..][..stride];
+            for &(a, b, fx) in &columns {
                 for c in 0..3 {
-                    let p = |x: u32, y: u32| self.at(rect.x + x, rect.y + y, c);
-                    let top = p(x0, y0) + fx * (p(x1, y0) - p(x0, y0));
-                    let bottom = p(x0, y1) + fx * (p(x1, y1) - p(x0, y1));
+                    let (p00, p10) = (f32::from(row0[a + c]), f32::from(row0[b + c]));
+                    let (p01, p11) = (f32::from(row1[a + c]), f32::from(row1[b + c]));
+                    let top = p00 + fx * (p10 - p00);
+                    let bottom = p01 + fx * (p11 - p01);
                     out.push(top + fy * (bottom - top));
                 }
             }
@@ -203,14 +209,14 @@ pub fn flip_horizontal(hwc: &mut [f32], width: usize) {
 
 /// HWC 0..255 values -> CHW normalised `(v - mean) / std`.
 pub fn normalise_to_chw(hwc: &[f32], width: usize, height: usize) -> Vec<f32> {
+    let plane = width * height;
     let mut chw = vec![0.0; hwc.len()];
-    for y in 0..height {
-        for x in 0..width {
-            for c in 0..3 {
-                chw[c * width * height + y * width + x] =
-                    (hwc[(y * width + x) * 3 + c] - MEAN_RGB[c]) / STDDEV_RGB[c];
-            }
-        }
+    let (r, rest) = chw.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    for (i, px) in hwc.chunks_exact(3).enumerate() {
+        r[i] = (px[0] - MEAN_RGB[0]) / STDDEV_RGB[0];
+        g[i] = (px[1] - MEAN_RGB[1]) / STDDEV_RGB[1];
+        b[i] = (px[2] - MEAN_RGB[2]) / STDDEV_RGB[2];
     }
     chw
 }
