@@ -27,7 +27,9 @@ fn resnet_mini(c: &mut Criterion) {
         .one_hot(10)
         .float();
     let mut group = c.benchmark_group("forward_backward");
-    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(10));
     group.throughput(Throughput::Elements(b as u64));
     group.bench_function("resnet_mini_batch256", |bench| {
         bench.iter(|| {
@@ -47,7 +49,9 @@ fn bert(c: &mut Criterion, name: &str, config: BertConfig) {
     let (b, s, p, v) = (32usize, 128usize, 20usize, config.vocab_size);
     let ids: Vec<i64> = (0..(b * s) as i64).map(|i| (i * 7919) % v as i64).collect();
     let types: Vec<i64> = (0..b * s).map(|i| i64::from(i % s >= s / 2)).collect();
-    let positions: Vec<i64> = (0..(b * p) as i64).map(|i| 1 + (i * 5) % (s as i64 - 2)).collect();
+    let positions: Vec<i64> = (0..(b * p) as i64)
+        .map(|i| 1 + (i * 5) % (s as i64 - 2))
+        .collect();
     let labels: Vec<i64> = (0..(b * p) as i64).map(|i| (i * 31) % v as i64).collect();
     let int2 = |data: Vec<i64>, cols: usize| {
         Tensor::<2, Int>::from_data(TensorData::new(data, [b, cols]), &device)
@@ -65,7 +69,9 @@ fn bert(c: &mut Criterion, name: &str, config: BertConfig) {
         &device,
     );
     let mut group = c.benchmark_group("forward_backward");
-    group.sample_size(10).measurement_time(Duration::from_secs(15));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(15));
     group.throughput(Throughput::Elements(b as u64));
     group.bench_function(format!("{name}_seq128_batch32"), |bench| {
         bench.iter(|| {

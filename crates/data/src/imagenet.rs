@@ -169,7 +169,11 @@ impl Rgb {
         let columns: Vec<(usize, usize, f32)> = (0..out_w)
             .map(|ox| {
                 let (x0, x1, fx) = axis(ox, sx, rect.width);
-                (((rect.x + x0) * 3) as usize, ((rect.x + x1) * 3) as usize, fx)
+                (
+                    ((rect.x + x0) * 3) as usize,
+                    ((rect.x + x1) * 3) as usize,
+                    fx,
+                )
             })
             .collect();
         let stride = (self.width * 3) as usize;
