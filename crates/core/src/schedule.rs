@@ -211,6 +211,12 @@ impl Schedule {
             }
             Ok(())
         };
+        let powers = |names: &str, values: [f64; 2]| -> Result<()> {
+            if !values.iter().all(|p| *p > 0.0 && p.is_finite()) {
+                bail!("schedule.{names}: expected positive powers, got {values:?}");
+            }
+            Ok(())
+        };
         match *self {
             Schedule::Constant { lr } => finite("lr", lr)?,
             Schedule::PiecewisePolynomial {
@@ -231,9 +237,7 @@ impl Schedule {
                 ] {
                     finite(n, v)?;
                 }
-                if p_warmup <= 0.0 || p_decay <= 0.0 {
-                    bail!("schedule.p_warmup/p_decay: expected positive powers");
-                }
+                powers("p_warmup/p_decay", [p_warmup, p_decay])?;
                 if t_warmup >= total_steps {
                     bail!(
                         "schedule.t_warmup: expected fewer warmup steps ({t_warmup}) than total_steps ({total_steps})"
@@ -290,10 +294,7 @@ impl Schedule {
             } => {
                 finite("eta_peak", eta_peak)?;
                 finite("decay_factor", decay_factor)?;
-                if !(p_warmup > 0.0 && p_decay > 0.0 && p_warmup.is_finite() && p_decay.is_finite())
-                {
-                    bail!("schedule.p_warmup/p_decay: expected positive powers");
-                }
+                powers("p_warmup/p_decay", [p_warmup, p_decay])?;
                 if t_warmup >= t_decay {
                     bail!(
                         "schedule.t_decay: expected a step ({t_decay}) after the warmup ({t_warmup})"
@@ -310,13 +311,7 @@ impl Schedule {
             } => {
                 finite("peak", peak)?;
                 finite("end", end)?;
-                if !(power > 0.0
-                    && warmup_power > 0.0
-                    && power.is_finite()
-                    && warmup_power.is_finite())
-                {
-                    bail!("schedule.power/warmup_power: expected positive powers");
-                }
+                powers("power/warmup_power", [power, warmup_power])?;
                 if total_steps == 0 || warmup_steps >= total_steps {
                     bail!(
                         "schedule.warmup_steps: expected fewer warmup steps ({warmup_steps}) than total_steps ({total_steps})"
