@@ -137,9 +137,7 @@ impl Workload for InMemoryClassification {
     }
 
     fn skip(&mut self, n: u64) -> Result<()> {
-        for _ in 0..n {
-            self.sampler.next_batch();
-        }
+        self.sampler.skip(n);
         Ok(())
     }
 

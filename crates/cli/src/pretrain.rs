@@ -161,9 +161,7 @@ impl Workload for Pretraining {
     }
 
     fn skip(&mut self, n: u64) -> Result<()> {
-        for _ in 0..n {
-            self.sampler.next_batch();
-        }
+        self.sampler.skip(n);
         Ok(())
     }
 

@@ -124,6 +124,13 @@ impl EpochSampler {
         Ok(s)
     }
 
+    /// Draws and discards `n` batches (resuming a run at step `n`).
+    pub fn skip(&mut self, n: u64) {
+        for _ in 0..n {
+            self.next_batch();
+        }
+    }
+
     pub fn next_batch(&mut self) -> &[usize] {
         if self.position + self.batch_size > self.order.len() {
             self.order.shuffle(&mut self.rng);

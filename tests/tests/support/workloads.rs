@@ -233,7 +233,7 @@ fn resnet_trains_on_imagenet_folders_and_resumes() {
         dir.display(),
         dir.join("val_labels.txt").display()
     );
-    let args = |out: &Path, steps: u64, resume: bool| {
+    let args = |out: &Path, source: &str, steps: u64, resume: bool| {
         let mut v: Vec<String> = vec![
             "bigbatch".into(),
             "train".into(),
@@ -252,7 +252,7 @@ fn resnet_trains_on_imagenet_folders_and_resumes() {
             out.display().to_string(),
         ];
         for set in [
-            source.clone(),
+            source.to_string(),
             "model.depths=[1,1,1,1]".into(),
             "model.widths=[2,2,2,2]".into(),
             "model.stem_width=4".into(),
@@ -277,14 +277,14 @@ fn resnet_trains_on_imagenet_folders_and_resumes() {
     };
     // 6 steps of batch 4 span two epochs of the 17 readable images.
     let full = dir.join("full");
-    run_cli(args(&full, 6, false)).unwrap();
+    run_cli(args(&full, &source, 6, false)).unwrap();
     let summary = json(&full.join("summary.json"));
     assert_eq!(summary["status"], "completed");
     assert_eq!(summary["steps"], 6);
     // Stopped after step 2 and resumed: the data order continues exactly.
     let part = dir.join("part");
-    run_cli(args(&part, 2, false)).unwrap();
-    run_cli(args(&part, 6, true)).unwrap();
+    run_cli(args(&part, &source, 2, false)).unwrap();
+    run_cli(args(&part, &source, 6, true)).unwrap();
     let losses = |d: &Path| -> Vec<f64> {
         lines(&d.join("metrics.jsonl"))
             .iter()
@@ -297,25 +297,8 @@ fn resnet_trains_on_imagenet_folders_and_resumes() {
         summary["final_val_accuracy"]
     );
     // A missing directory is a clear error naming the field.
-    let err = run_cli(vec![
-        "bigbatch".to_string(),
-        "train".into(),
-        "--config".into(),
-        root()
-            .join("configs/models/resnet50-imagenet.ron")
-            .display()
-            .to_string(),
-        "--config".into(),
-        root()
-            .join("configs/optimizers/lars_mlperf.ron")
-            .display()
-            .to_string(),
-        "--out".into(),
-        dir.join("bad").display().to_string(),
-        "--set".into(),
-        "data.source={\"ImageNet\": {\"dir\": \"/nonexistent/imagenet\"}}".into(),
-    ])
-    .unwrap_err();
+    let missing = "data.source={\"ImageNet\": {\"dir\": \"/nonexistent/imagenet\"}}";
+    let err = run_cli(args(&dir.join("bad"), missing, 6, false)).unwrap_err();
     let msg = format!("{err:#}");
     assert!(
         msg.contains("data.source") && msg.contains("/nonexistent/imagenet"),
