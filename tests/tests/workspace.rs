@@ -79,14 +79,15 @@ fn plugin_outside_core_trains_through_the_cli() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    // groups line, 3 step lines, 1 eval line.
-    assert_eq!(lines.len(), 5, "{metrics}");
+    // groups line, setup line, 3 step lines, 1 eval line.
+    assert_eq!(lines.len(), 6, "{metrics}");
     assert_eq!(
         lines[0]["groups"][0]["settings"]["optimizer"]["name"],
         "sign_sgd"
     );
-    assert!(lines[1]["loss"].as_f64().unwrap().is_finite());
-    assert_eq!(lines[4]["step"], 3);
+    assert_eq!(lines[1]["setup"]["micro_batch_size"], 32);
+    assert!(lines[2]["loss"].as_f64().unwrap().is_finite());
+    assert_eq!(lines[5]["step"], 3);
     let config = std::fs::read_to_string(dir.join("run/config.ron")).unwrap();
     assert!(
         config.contains("sign_sgd") && config.contains("widths: (2, 2, 2, 2)"),
@@ -151,7 +152,7 @@ fn resumed_run_is_bit_identical() {
     ] {
         assert_eq!(straight[key], resumed[key], "{key}");
     }
-    let metrics = |d: &Path| std::fs::read_to_string(d.join("run/metrics.jsonl")).unwrap();
+    let metrics = |d: &Path| large_batch::numbers(&d.join("run/metrics.jsonl"));
     assert_eq!(metrics(&straight_dir), metrics(&resumed_dir));
 }
 
@@ -259,6 +260,9 @@ fn shipped_configs_compose_and_assign_groups() {
     }
     assert!(checked >= 3, "only {checked} optimizer configs found");
 }
+
+#[path = "support/large_batch.rs"]
+mod large_batch;
 
 #[path = "support/replay.rs"]
 mod replay;

@@ -94,13 +94,33 @@ fn train(args: &[String]) -> Result<()> {
     let model_file = config_file("models", model)?;
     let optimizer_file = config_file("optimizers", optimizer)?;
     let out = root().join("runs").join(format!("{model}-{optimizer}"));
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(root())
-        .args(["run", "--release", "--quiet", "-p", "bigbatch-cli"]);
+    // Build first, with cargo's own progress (a cold release build takes about 7 minutes on 2
+    // cores), then run the binary: never a silent wait.
+    eprintln!(
+        "xtask: building the release binary `bigbatch` (cold: about 7 minutes on 2 cores; then seconds)"
+    );
+    let mut build = Command::new(env!("CARGO"));
+    build
+        .current_dir(root())
+        .args(["build", "--release", "-p", "bigbatch-cli"]);
     if !features.is_empty() {
-        cmd.args(["--features", &features.join(",")]);
+        build.args(["--features", &features.join(",")]);
     }
-    cmd.args(["--", "train", "--config"])
+    status(&mut build)?;
+    eprintln!(
+        "xtask: training {} + {} into {}",
+        model_file.display(),
+        optimizer_file.display(),
+        out.display()
+    );
+    let target = match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_relative() => std::env::current_dir()?.join(dir),
+        Some(dir) => dir,
+        None => root().join("target"),
+    };
+    let mut cmd = Command::new(target.join("release/bigbatch"));
+    cmd.current_dir(root());
+    cmd.args(["train", "--config"])
         .arg(&model_file)
         .arg("--config")
         .arg(&optimizer_file)

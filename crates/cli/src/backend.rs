@@ -1,6 +1,6 @@
 //! Backend choice. Code elsewhere never names a backend: it receives a [`Device`].
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use burn::tensor::Device;
 use clap::ValueEnum;
 
@@ -20,6 +20,66 @@ pub fn device(backend: Backend) -> Result<Device> {
     Ok(plain_device(backend)?.autodiff())
 }
 
+/// The training devices (with autodiff) for `indices` of a backend (`None`: its default device).
+/// Every device is opened and tried once here, so that a device that is not there is an error
+/// naming it rather than a panic inside the backend later.
+pub fn devices(backend: Backend, indices: Option<&[usize]>) -> Result<Vec<Device>> {
+    let Some(indices) = indices else {
+        let device = device(backend)?;
+        probe(&device, &format!("the default {backend:?} device"))?;
+        return Ok(vec![device]);
+    };
+    if indices.is_empty() {
+        bail!("train.devices: expected at least one device index");
+    }
+    for (i, a) in indices.iter().enumerate() {
+        if indices[..i].contains(a) {
+            bail!("train.devices: device {a} is listed twice in {indices:?}");
+        }
+    }
+    let mut out = Vec::with_capacity(indices.len());
+    for &index in indices {
+        let device = match backend {
+            Backend::Cpu if index == 0 => Device::flex(),
+            Backend::Cpu => bail!(
+                "train.devices {indices:?}: the cpu backend (burn's flex) has one device, 0; \
+                 data parallelism needs a GPU backend (--backend cuda or wgpu)"
+            ),
+            Backend::Wgpu => wgpu_index(index)?,
+            Backend::Cuda => cuda_index(index)?,
+        };
+        probe(&device, &format!("{backend:?} device {index}"))?;
+        out.push(device.autodiff());
+    }
+    Ok(out)
+}
+
+/// Creates a tiny tensor on `device` and reads it back; a backend panic (no adapter, no driver,
+/// index out of range) becomes an error naming the device and what the backend said.
+fn probe(device: &Device, what: &str) -> Result<()> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let tried = std::panic::catch_unwind(|| {
+        burn::tensor::Tensor::<1>::zeros([1], device)
+            .into_data()
+            .try_to_vec::<f32>()
+            .map(|_| ())
+    });
+    std::panic::set_hook(hook);
+    match tried {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => bail!("{what} cannot be used: {e:?}"),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "no message".into());
+            bail!("{what} is not available: {message}")
+        }
+    }
+}
+
 /// The device without autodiff (for work that takes no gradients, such as `bigbatch replay`).
 pub fn plain_device(backend: Backend) -> Result<Device> {
     match backend {
@@ -34,6 +94,17 @@ fn wgpu() -> Result<Device> {
     Ok(Device::wgpu(Default::default()))
 }
 
+/// WGPU device `index`: the `index`-th discrete GPU.
+#[cfg(feature = "wgpu")]
+fn wgpu_index(index: usize) -> Result<Device> {
+    Ok(Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(index)))
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_index(_: usize) -> Result<Device> {
+    wgpu()
+}
+
 #[cfg(not(feature = "wgpu"))]
 fn wgpu() -> Result<Device> {
     anyhow::bail!(
@@ -44,6 +115,16 @@ fn wgpu() -> Result<Device> {
 #[cfg(feature = "cuda")]
 fn cuda() -> Result<Device> {
     Ok(Device::cuda(0))
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_index(index: usize) -> Result<Device> {
+    Ok(Device::cuda(index))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_index(_: usize) -> Result<Device> {
+    cuda()
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -6,7 +6,7 @@
 //! inference mode (running statistics).
 
 use crate::run_config::{DataSource, ImageNetSource, TrainSettings};
-use crate::train::{Evaluation, Workload};
+use crate::workload::{Evaluation, Workload};
 use anyhow::{Context, Result, bail};
 use bigbatch_data::imagenet::{ImageBatch, ImageFolder, LoaderConfig, load_epoch};
 use bigbatch_data::{EpochSampler, ImageDataset, idx};
@@ -14,6 +14,7 @@ use bigbatch_models::{ResNet, ResNetConfig};
 use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use std::ops::Range;
 use std::sync::mpsc::{Receiver, sync_channel};
 
 /// Label-smoothed one-hot targets `[batch, k]`.
@@ -27,9 +28,13 @@ fn smoothed_targets(labels: &[u32], k: usize, tau: f64, device: &Device) -> Tens
     Tensor::from_data(TensorData::new(values, [labels.len(), k]), device)
 }
 
-/// Mean over the batch of `-sum_k q_k log softmax(z)_k`.
-fn cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
-    (log_softmax(logits, 1) * targets).sum_dim(1).mean().neg()
+/// `-sum_k q_k log softmax(z)_k` summed over the rows of a part and divided by the whole batch's
+/// size, so that the parts of a batch sum to the mean over the batch.
+fn cross_entropy(logits: Tensor<2>, targets: Tensor<2>, batch_size: usize) -> Tensor<1> {
+    (log_softmax(logits, 1) * targets)
+        .sum()
+        .neg()
+        .div_scalar(batch_size as f64)
 }
 
 /// Top-1 hits of `model` in inference mode on one batch.
@@ -76,6 +81,7 @@ pub struct InMemoryClassification {
     norm: (f64, f64),
     sampler: EpochSampler,
     tau: f64,
+    batch_size: usize,
 }
 
 impl InMemoryClassification {
@@ -100,6 +106,7 @@ impl InMemoryClassification {
             train,
             val,
             tau: t.label_smoothing,
+            batch_size: t.batch_size,
         })
     }
 
@@ -120,20 +127,33 @@ impl InMemoryClassification {
 
 impl Workload for InMemoryClassification {
     type Model = ResNet;
+    /// Example indices.
+    type Batch = Vec<usize>;
 
     fn init(&self, device: &Device) -> Result<ResNet> {
-        self.model.init(device)
+        self.model.init_for_batch(device, self.batch_size)
     }
 
-    fn next_loss(&mut self, model: &ResNet, device: &Device) -> Result<Tensor<1>> {
-        let indices = self.sampler.next_batch().to_vec();
-        let (images, _) = self.train.batch(&indices, self.norm, device);
+    fn next_batch(&mut self) -> Result<Vec<usize>> {
+        Ok(self.sampler.next_batch().to_vec())
+    }
+
+    fn part_loss(
+        &self,
+        model: &ResNet,
+        batch: &Vec<usize>,
+        range: Range<usize>,
+        device: &Device,
+    ) -> Result<Tensor<1>> {
+        let indices = &batch[range.clone()];
+        let (images, _) = self.train.batch(indices, self.norm, device);
         let labels: Vec<u32> = indices
             .iter()
             .map(|&i| u32::from(self.train.labels[i]))
             .collect();
         let targets = smoothed_targets(&labels, self.model.num_classes, self.tau, device);
-        Ok(cross_entropy(model.forward(images), targets))
+        let logits = model.forward_from(images, range.start);
+        Ok(cross_entropy(logits, targets, batch.len()))
     }
 
     fn skip(&mut self, n: u64) -> Result<()> {
@@ -234,7 +254,7 @@ impl ImageNetClassification {
         })
     }
 
-    fn next_batch(&mut self) -> Result<ImageBatch> {
+    fn receive(&mut self) -> Result<ImageBatch> {
         match self.batches.recv() {
             Ok(Ok(batch)) => Ok(batch),
             Ok(Err(e)) => bail!("data.source: {e}"),
@@ -267,24 +287,38 @@ impl ImageNetClassification {
 
 impl Workload for ImageNetClassification {
     type Model = ResNet;
+    type Batch = ImageBatch;
 
     fn init(&self, device: &Device) -> Result<ResNet> {
-        self.model.init(device)
+        self.model.init_for_batch(device, self.loader.batch_size)
     }
 
-    fn next_loss(&mut self, model: &ResNet, device: &Device) -> Result<Tensor<1>> {
-        let batch = self.next_batch()?;
-        let (n, s) = (batch.labels.len(), self.model.image_size);
-        let images = Tensor::from_data(TensorData::new(batch.images, [n, 3, s, s]), device);
-        let targets = smoothed_targets(&batch.labels, self.model.num_classes, self.tau, device);
-        Ok(cross_entropy(model.forward(images), targets))
+    fn next_batch(&mut self) -> Result<ImageBatch> {
+        self.receive()
+    }
+
+    fn part_loss(
+        &self,
+        model: &ResNet,
+        batch: &ImageBatch,
+        range: Range<usize>,
+        device: &Device,
+    ) -> Result<Tensor<1>> {
+        let (n, s) = (range.len(), self.model.image_size);
+        let pixels = 3 * s * s;
+        let values = batch.images[range.start * pixels..range.end * pixels].to_vec();
+        let images = Tensor::from_data(TensorData::new(values, [n, 3, s, s]), device);
+        let labels = &batch.labels[range.clone()];
+        let targets = smoothed_targets(labels, self.model.num_classes, self.tau, device);
+        let logits = model.forward_from(images, range.start);
+        Ok(cross_entropy(logits, targets, batch.labels.len()))
     }
 
     /// Resuming decodes and drops the batches already trained on, so the data order continues
     /// exactly.
     fn skip(&mut self, n: u64) -> Result<()> {
         for _ in 0..n {
-            self.next_batch()?;
+            self.receive()?;
         }
         Ok(())
     }

@@ -49,6 +49,10 @@ enum Command {
         /// Continue the run in --out from its newest checkpoint (written at every evaluation).
         #[arg(long, requires = "out")]
         resume: bool,
+        /// Share each micro-batch across these device indices of the backend (`0,1,2,3`);
+        /// the same as `--set train.devices=[0,1,2,3]`.
+        #[arg(long, value_delimiter = ',')]
+        devices: Option<Vec<usize>>,
     },
     /// Print a config's learning-rate schedule as `step,lr` CSV.
     Schedule {
@@ -247,20 +251,24 @@ where
             out,
             no_progress,
             resume,
+            devices,
         } => {
             registry::check()?;
             let mut config = RunConfig::compose(&configs, &sets)?;
             if let Some(dir) = data {
                 config.data.source = DataSource::Idx(dir);
             }
-            let device = backend::device(backend)?;
+            if let Some(devices) = devices {
+                config.train.devices = Some(devices);
+                config.validate().context("--devices")?;
+            }
             let out_dir = out.unwrap_or_else(default_run_dir);
             let options = RunOptions {
                 out_dir: out_dir.clone(),
                 progress: !no_progress && std::io::stderr().is_terminal(),
                 resume,
             };
-            let summary = train::run(&config, &device, &options)?;
+            let summary = train::run(&config, backend, &options)?;
             match summary.status {
                 Status::Completed => {
                     println!("run directory: {}", out_dir.display());
@@ -417,8 +425,7 @@ fn study_command(command: StudyCommand) -> Result<()> {
             backend,
         } => {
             let study = Study::load(&args.study, args.dir)?;
-            let device = backend::device(backend)?;
-            let r = study.run_trial(index, &device)?;
+            let r = study.run_trial(index, backend)?;
             println!("{}", describe_result(&r));
             Ok(())
         }

@@ -1,8 +1,9 @@
 //! The `bigbatch` command line, as a library so that tests drive the very same path.
 //!
 //! Data path, top to bottom: [`run_config`] (RON files + `--set` -> [`run_config::RunConfig`]) ->
-//! [`train::run`] (model + parameter groups -> optimizer -> train loop -> metrics in the run
-//! directory).
+//! [`train::run`] (model + parameter groups -> optimizer -> train loop, whose steps
+//! [`step::step`] cuts into micro-batches and devices -> metrics in the run directory).
+//! Workloads ([`workload::Workload`]: [`classify`], [`pretrain`]) supply model, data and loss.
 
 pub mod backend;
 pub mod bert_data;
@@ -11,8 +12,10 @@ pub mod commands;
 pub mod pretrain;
 pub mod report;
 pub mod run_config;
+pub mod step;
 pub mod study;
 pub mod train;
+pub mod workload;
 
 pub use commands::run_cli;
 

@@ -9,13 +9,14 @@
 
 use crate::bert_data::{load_corpus, load_vocab};
 use crate::run_config::{BertDataConfig, DataSource, TrainSettings};
-use crate::train::{Evaluation, Workload};
+use crate::workload::{Evaluation, Workload};
 use anyhow::{Result, bail};
 use bigbatch_data::EpochSampler;
 use bigbatch_data::bert::{PretrainingBatch, PretrainingSet, in_memory_set, make_dataset};
-use bigbatch_models::{BertBatch, BertConfig, BertForPretraining};
+use bigbatch_models::{BertBatch, BertConfig, BertForPretraining, LossDenominators};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
+use std::ops::Range;
 
 /// Instances per evaluation batch.
 const EVAL_BATCH: usize = 64;
@@ -148,16 +149,61 @@ fn evaluate_set(
     t
 }
 
+/// A training batch: instance indices and the batch's loss denominators.
+pub struct InstanceBatch {
+    pub indices: Vec<usize>,
+    pub whole: LossDenominators,
+}
+
+impl Pretraining {
+    /// Masked-LM predictions (real masked positions) of training instances `indices`.
+    pub fn predictions(&self, indices: &[usize]) -> usize {
+        indices
+            .iter()
+            .map(|&i| self.train.get(i).masked_positions.len())
+            .sum()
+    }
+}
+
 impl Workload for Pretraining {
     type Model = BertForPretraining;
+    type Batch = InstanceBatch;
 
     fn init(&self, device: &Device) -> Result<BertForPretraining> {
         self.model.init(device)
     }
 
-    fn next_loss(&mut self, model: &BertForPretraining, device: &Device) -> Result<Tensor<1>> {
+    fn next_batch(&mut self) -> Result<InstanceBatch> {
         let indices = self.sampler.next_batch().to_vec();
-        Ok(loss_parts(model, self.train.batch(&indices, device)).0.loss)
+        let whole = LossDenominators {
+            masked_weight: self.predictions(&indices) as f64,
+            instances: indices.len(),
+        };
+        Ok(InstanceBatch { indices, whole })
+    }
+
+    fn part_loss(
+        &self,
+        model: &BertForPretraining,
+        batch: &InstanceBatch,
+        range: Range<usize>,
+        device: &Device,
+    ) -> Result<Tensor<1>> {
+        let b = self.train.batch(&batch.indices[range], device);
+        let inputs = BertBatch {
+            input_ids: b.input_ids,
+            token_types: b.token_types,
+            padding: b.padding,
+        };
+        let out = model.pretraining_loss_part(
+            &inputs,
+            b.masked_positions,
+            b.masked_ids,
+            b.masked_weights,
+            b.next_sentence,
+            batch.whole,
+        );
+        Ok(out.loss)
     }
 
     fn skip(&mut self, n: u64) -> Result<()> {

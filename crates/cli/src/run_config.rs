@@ -85,7 +85,18 @@ pub struct DataConfig {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrainSettings {
+    /// The optimizer's batch: examples per update (what schedules, studies and reports mean by
+    /// batch size).
     pub batch_size: usize,
+    /// Examples per forward/backward pass; the gradients of `batch_size / micro_batch_size`
+    /// passes are summed before one update (the loss is the mean over the whole batch). `None`:
+    /// the whole batch in one pass.
+    #[serde(default)]
+    pub micro_batch_size: Option<usize>,
+    /// Device indices of the chosen backend; each micro-batch is shared evenly across them and
+    /// their gradients are summed on the first. `None`: the backend's default device.
+    #[serde(default)]
+    pub devices: Option<Vec<usize>>,
     /// The step budget.
     pub steps: u64,
     /// Label smoothing `tau`: targets `(1 - tau) onehot + tau / K` (Szegedy et al. 2016).
@@ -107,6 +118,44 @@ pub struct TrainSettings {
 
 fn default_train_eval() -> usize {
     2000
+}
+
+impl TrainSettings {
+    /// Examples per forward/backward pass (over all devices).
+    pub fn micro_batch_size(&self) -> usize {
+        self.micro_batch_size.unwrap_or(self.batch_size)
+    }
+
+    /// Devices the batch is shared across.
+    pub fn device_count(&self) -> usize {
+        self.devices.as_ref().map_or(1, Vec::len)
+    }
+
+    /// Checks the batch split: the micro-batch divides the batch, the devices the micro-batch.
+    fn validate_split(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            bail!("train.batch_size: expected a positive batch size");
+        }
+        let micro = self.micro_batch_size();
+        if micro == 0 || !self.batch_size.is_multiple_of(micro) {
+            bail!(
+                "train.micro_batch_size: {micro} does not divide train.batch_size {}; expected a divisor of the batch",
+                self.batch_size
+            );
+        }
+        if let Some(devices) = &self.devices {
+            if devices.is_empty() {
+                bail!("train.devices: expected at least one device index (or None)");
+            }
+            if !micro.is_multiple_of(devices.len()) {
+                bail!(
+                    "train.devices: {} devices do not share train.micro_batch_size {micro} evenly",
+                    devices.len()
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Everything one run needs.
@@ -252,19 +301,36 @@ impl RunConfig {
                 t.label_smoothing
             );
         }
+        t.validate_split()?;
         match &self.model {
             ModelConfig::ResNet(m) => {
                 m.validate()?;
-                if let Some(v) = m.bn.virtual_batch_size
-                    && !t.batch_size.is_multiple_of(v)
-                {
-                    bail!(
+                let share = t.micro_batch_size() / t.device_count();
+                match m.bn.virtual_batch_size {
+                    Some(v) if !t.batch_size.is_multiple_of(v) => bail!(
                         "model.bn.virtual_batch_size: {v} does not divide train.batch_size {}; \
                          every virtual batch must be full",
                         t.batch_size
-                    );
+                    ),
+                    Some(v) if !share.is_multiple_of(v) => bail!(
+                        "model.bn.virtual_batch_size: {v} does not divide the {share} examples each \
+                         device computes at once (train.micro_batch_size {} over {} device(s)); \
+                         batch-norm statistics must come from whole virtual batches",
+                        t.micro_batch_size(),
+                        t.device_count()
+                    ),
+                    None if share < t.batch_size => bail!(
+                        "model.bn.virtual_batch_size is None (statistics over the whole batch) but \
+                         each forward pass sees only {share} of the {} examples \
+                         (train.micro_batch_size {} over {} device(s)): batch-norm statistics would \
+                         silently become per micro-batch. Set model.bn.virtual_batch_size to a \
+                         divisor of {share} (the paper uses 64 for ResNet-50) to make that explicit",
+                        t.batch_size,
+                        t.micro_batch_size(),
+                        t.device_count()
+                    ),
+                    _ => Ok(()),
                 }
-                Ok(())
             }
             ModelConfig::Bert(m) => {
                 m.validate()?;

@@ -14,7 +14,7 @@
 //! `study run` / `study trial` continues it from its newest checkpoint (bit-identically to an
 //! uninterrupted run) or starts it over when it has none.
 
-use crate::backend::{self, Backend};
+use crate::backend::Backend;
 use crate::run_config::RunConfig;
 use crate::train::{self, RunOptions, RunSummary, Status};
 use anyhow::{Context, Result, bail};
@@ -177,10 +177,10 @@ impl Study {
     }
 
     /// Runs trial `index` unless its result exists; returns the result.
-    pub fn run_trial(&self, index: u64, device: &burn::tensor::Device) -> Result<TrialResult> {
+    pub fn run_trial(&self, index: u64, backend: Backend) -> Result<TrialResult> {
         let run_dir = self.trial_dir(index);
         let (config, point) = self.trial_config(index)?;
-        self.run_config(index, point, config, &run_dir, device)
+        self.run_config(index, point, config, &run_dir, backend)
     }
 
     fn run_config(
@@ -189,7 +189,7 @@ impl Study {
         point: BTreeMap<String, Value>,
         config: RunConfig,
         run_dir: &Path,
-        device: &burn::tensor::Device,
+        backend: Backend,
     ) -> Result<TrialResult> {
         let result_path = Self::result_path(run_dir);
         if let Some(done) = read_result(&result_path)? {
@@ -202,7 +202,7 @@ impl Study {
             progress: false,
             resume: true,
         };
-        let summary = train::run(&config, device, &options)?;
+        let summary = train::run(&config, backend, &options)?;
         let result = TrialResult {
             index,
             point,
@@ -258,15 +258,8 @@ impl Study {
         std::thread::scope(|scope| {
             for _ in 0..workers.max(1) {
                 scope.spawn(|| {
-                    let device = match backend::device(backend) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            shared.lock().unwrap_or_else(|p| p.into_inner()).error = Some(e);
-                            return;
-                        }
-                    };
                     while let Some(index) = claim() {
-                        let outcome = self.run_trial(index, &device);
+                        let outcome = self.run_trial(index, backend);
                         let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
                         s.in_flight -= 1;
                         match outcome {
@@ -339,13 +332,12 @@ impl Study {
                 self.path.display()
             );
         };
-        let device = backend::device(backend)?;
         let (mut config, point) = self.trial_config(best.index)?;
         let mut out = Vec::new();
         for seed in 0..seeds {
             config.train.seed = seed;
             let dir = self.rerun_dir(seed);
-            let r = self.run_config(best.index, point.clone(), config.clone(), &dir, &device)?;
+            let r = self.run_config(best.index, point.clone(), config.clone(), &dir, backend)?;
             eprintln!("seed {seed}: {}", describe_result(&r));
             out.push(r);
         }

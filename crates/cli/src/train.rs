@@ -1,4 +1,5 @@
-//! One training run: config -> model + parameter groups -> optimizer -> train loop -> metrics.
+//! One training run: config -> model + parameter groups -> optimizer -> train loop (batch split
+//! into micro-batches and devices: [`crate::step`]) -> metrics.
 //!
 //! The run directory receives `config.ron` (the resolved config), `metrics.jsonl` (one JSON
 //! object per line: the parameter groups, then per step `loss` and `lr`, and at each evaluation
@@ -12,14 +13,16 @@
 //! replayed to the step), metrics after that step are dropped, and the run goes on exactly as if
 //! it had never stopped (a test checks bit-identical results).
 
+use crate::backend::{self, Backend};
 use crate::run_config::{DataSource, ModelConfig, RunConfig};
+use crate::step::{self, BatchSplit};
+use crate::workload::Workload;
 use anyhow::{Context, Result, bail};
 use bigbatch_core::ModelOptimizer;
 use bigbatch_core::config::{to_ron, write_atomic};
 use bigbatch_core::optimizer::OptimizerState;
-use bigbatch_core::params::{describe, gather, scatter};
+use bigbatch_core::params::describe;
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -46,6 +49,18 @@ pub struct RunSummary {
     pub final_train_accuracy: Option<f64>,
     pub final_loss: Option<f64>,
     pub seconds: f64,
+    /// Examples per optimizer step.
+    #[serde(default)]
+    pub batch_size: usize,
+    /// Examples per forward/backward pass (gradients accumulated over batch / micro-batch passes).
+    #[serde(default)]
+    pub micro_batch_size: usize,
+    /// The backend and its device indices the batch was shared across.
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// Training examples per second over the steps of this invocation (evaluations excluded).
+    #[serde(default)]
+    pub examples_per_second: Option<f64>,
 }
 
 /// Options that do not change the result.
@@ -148,49 +163,53 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<SoFar> {
     Ok(so_far)
 }
 
-/// One evaluation: validation and training accuracy (top-1 for classification, masked-LM
-/// accuracy for BERT) and workload-specific extras (e.g. `nsp_accuracy`).
-pub struct Evaluation {
-    pub val_accuracy: f64,
-    pub train_accuracy: f64,
-    pub extra: Vec<(&'static str, f64)>,
-}
-
-/// What differs between workloads: the model, the data order, the loss and the evaluation.
-/// Everything else (optimizer, schedule, metrics, checkpoints, divergence) is [`train_loop`].
-pub trait Workload {
-    type Model: Module + Clone;
-    /// Builds the model (called with the device's generator seeded).
-    fn init(&self, device: &Device) -> Result<Self::Model>;
-    /// The loss of the next training batch.
-    fn next_loss(&mut self, model: &Self::Model, device: &Device) -> Result<Tensor<1>>;
-    /// Skips `n` training batches (resuming).
-    fn skip(&mut self, n: u64) -> Result<()>;
-    /// Evaluates in inference mode.
-    fn evaluate(&mut self, model: &Self::Model, device: &Device) -> Result<Evaluation>;
-}
-
-/// Trains the model the config describes and records everything under `options.out_dir`.
-pub fn run(config: &RunConfig, device: &Device, options: &RunOptions) -> Result<RunSummary> {
+/// Trains the model the config describes on `backend` (devices: `train.devices`) and records
+/// everything under `options.out_dir`. The one place that picks the workload.
+pub fn run(config: &RunConfig, backend: Backend, options: &RunOptions) -> Result<RunSummary> {
+    let devices = backend::devices(backend, config.train.devices.as_deref())?;
+    let split = BatchSplit::new(
+        config.train.batch_size,
+        config.train.micro_batch_size(),
+        devices,
+    )?;
+    let names = match &config.train.devices {
+        Some(indices) => indices.iter().map(|i| format!("{backend:?}:{i}")).collect(),
+        None => vec![format!("{backend:?}")],
+    };
     let out = &options.out_dir;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     write_atomic(&out.join("config.ron"), to_ron(config)?.as_bytes())?;
+    let run = Run {
+        config,
+        split,
+        names,
+        options,
+    };
     match &config.model {
         ModelConfig::ResNet(model) => match &config.data.source {
             DataSource::ImageNet(source) => {
                 let w = crate::classify::ImageNetClassification::new(model, source, &config.train)?;
-                train_loop(w, config, device, options)
+                train_loop(w, &run)
             }
             source => {
                 let w = crate::classify::InMemoryClassification::new(model, source, &config.train)?;
-                train_loop(w, config, device, options)
+                train_loop(w, &run)
             }
         },
         ModelConfig::Bert(model) => {
             let w = crate::pretrain::Pretraining::new(model, &config.data.source, &config.train)?;
-            train_loop(w, config, device, options)
+            train_loop(w, &run)
         }
     }
+}
+
+/// A run's settings, resolved.
+pub struct Run<'a> {
+    pub config: &'a RunConfig,
+    pub split: BatchSplit,
+    /// Device names for the records (`Cpu`, `Cuda:0`, ...).
+    pub names: Vec<String>,
+    pub options: &'a RunOptions,
 }
 
 fn load_model<M: Module>(model: M, dir: &Path) -> Result<M> {
@@ -201,12 +220,9 @@ fn load_model<M: Module>(model: M, dir: &Path) -> Result<M> {
 
 /// The generic training loop: config -> model + parameter groups -> optimizer -> steps ->
 /// metrics, evaluations and checkpoints.
-pub fn train_loop<W: Workload>(
-    mut workload: W,
-    config: &RunConfig,
-    device: &Device,
-    options: &RunOptions,
-) -> Result<RunSummary> {
+pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary> {
+    let (config, options, split) = (run.config, run.options, &run.split);
+    let device = split.main_device();
     let started = std::time::Instant::now();
     let out = &options.out_dir;
     let (mut model, params) = {
@@ -230,6 +246,12 @@ pub fn train_loop<W: Workload>(
     } else {
         None
     };
+    let t = &config.train;
+    let setup_line = json!({
+        "batch_size": t.batch_size,
+        "micro_batch_size": split.micro_batch_size,
+        "devices": run.names,
+    });
     let mut metrics = match checkpoint {
         Some(pointer) => {
             let dir = out.join(&pointer.dir);
@@ -241,7 +263,9 @@ pub fn train_loop<W: Workload>(
                 .with_context(|| format!("resuming from {}", dir.display()))?;
             start = pointer.step;
             so_far = truncate_metrics(&metrics_path, start)?;
-            Metrics::append(&metrics_path)?
+            let mut m = Metrics::append(&metrics_path)?;
+            m.write(&json!({"resumed_at": start, "setup": setup_line}))?;
+            m
         }
         None => {
             if let Some(from) = &config.train.init_from {
@@ -256,11 +280,11 @@ pub fn train_loop<W: Workload>(
             }
             let mut m = Metrics::create(&metrics_path)?;
             m.write(&groups_line(&optimizer))?;
+            m.write(&json!({ "setup": setup_line }))?;
             m
         }
     };
 
-    let t = &config.train;
     workload.skip(start)?;
     let bar = progress_bar(t.steps, options.progress);
     bar.set_position(start);
@@ -272,11 +296,21 @@ pub fn train_loop<W: Workload>(
         final_train_accuracy: so_far.train,
         final_loss: so_far.loss,
         seconds: 0.0,
+        batch_size: t.batch_size,
+        micro_batch_size: split.micro_batch_size,
+        devices: run.names.clone(),
+        examples_per_second: None,
     };
+    let mut training_time = std::time::Duration::ZERO;
     for step in start..t.steps {
         let lr = config.schedule.lr(step);
-        let loss = workload.next_loss(&model, device)?;
-        let loss_value = loss.clone().into_scalar::<f32>() as f64;
+        let step_started = std::time::Instant::now();
+        let batch = workload.next_batch()?;
+        let (updated, outcome) = step::step(model, &mut optimizer, split, lr, |m, part, d| {
+            workload.part_loss(m, &batch, part.range.clone(), d)
+        })?;
+        model = updated;
+        let loss_value = outcome.loss;
         if !loss_value.is_finite() {
             let reason = format!("loss is {loss_value} at step {step}");
             metrics.write(&json!({"step": step, "lr": lr, "diverged": reason}))?;
@@ -284,13 +318,15 @@ pub fn train_loop<W: Workload>(
             summary.reason = Some(reason);
             break;
         }
-        let grads = loss.backward();
-        let updated = optimizer.step(lr, gather(&model, &grads));
-        model = scatter(model, updated);
+        let elapsed = step_started.elapsed();
+        training_time += elapsed;
+        let rate = t.batch_size as f64 / elapsed.as_secs_f64();
         summary.steps = step + 1;
         summary.final_loss = Some(loss_value);
-        metrics.write(&json!({"step": step, "loss": loss_value, "lr": lr}))?;
-        bar.set_message(format!("loss {loss_value:.4} lr {lr:.4}"));
+        metrics.write(
+            &json!({"step": step, "loss": loss_value, "lr": lr, "examples_per_second": rate}),
+        )?;
+        bar.set_message(format!("loss {loss_value:.4} lr {lr:.4} {rate:.0} ex/s"));
         bar.inc(1);
 
         if (step + 1) % t.eval_every == 0 || step + 1 == t.steps {
@@ -324,6 +360,11 @@ pub fn train_loop<W: Workload>(
     }
     bar.finish_and_clear();
     summary.seconds = started.elapsed().as_secs_f64();
+    let trained = summary.steps.saturating_sub(start);
+    if trained > 0 && !training_time.is_zero() {
+        summary.examples_per_second =
+            Some((trained as f64 * t.batch_size as f64) / training_time.as_secs_f64());
+    }
     write_atomic(
         &out.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),

@@ -130,6 +130,27 @@ pub fn gather<M: Module>(module: &M, grads: &Gradients) -> Vec<ParamSlot> {
     g.out
 }
 
+struct Valuer {
+    out: Vec<Tensor<1>>,
+}
+
+impl ModuleVisitor for Valuer {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if param.is_require_grad() {
+            let value = param.val();
+            let n = value.shape().num_elements();
+            self.out.push(value.inner().reshape([n]));
+        }
+    }
+}
+
+/// Flat values (without autodiff) of the trainable parameters, in [`describe`] order.
+pub fn values<M: Module>(module: &M) -> Vec<Tensor<1>> {
+    let mut v = Valuer { out: Vec::new() };
+    module.visit(&mut v);
+    v.out
+}
+
 struct Scatterer {
     values: std::vec::IntoIter<Tensor<1>>,
 }

@@ -342,7 +342,9 @@ impl BertForPretraining {
 
     /// The pretraining loss: mean masked-LM cross-entropy over the real predictions (weight 1;
     /// padding predictions have weight 0, as `masked_lm_weights` in the reference) plus the
-    /// next-sentence cross-entropy.
+    /// next-sentence cross-entropy:
+    /// `-sum(w log p) / (sum(w) + 1e-5) - mean(log p_nsp)` (google-research/bert
+    /// `get_masked_lm_output`, `get_next_sentence_output`).
     pub fn pretraining_loss(
         &self,
         batch: &BertBatch,
@@ -351,19 +353,51 @@ impl BertForPretraining {
         masked_weights: Tensor<2>,
         next_sentence: Tensor<1, Int>,
     ) -> PretrainingOutput {
+        let [b] = next_sentence.dims();
+        let weight: f64 = masked_weights.clone().sum().into_scalar::<f32>().into();
+        let denominators = LossDenominators {
+            masked_weight: weight,
+            instances: b,
+        };
+        self.pretraining_loss_part(
+            batch,
+            masked_positions,
+            masked_ids,
+            masked_weights,
+            next_sentence,
+            denominators,
+        )
+    }
+
+    /// The terms of [`pretraining_loss`](Self::pretraining_loss) that belong to a part of a
+    /// larger batch (a micro-batch or a device's share), divided by the *whole* batch's
+    /// denominators, so that the parts of a batch sum to its loss even when they hold different
+    /// numbers of masked positions: `-sum_part(w log p) / (W + 1e-5) - sum_part(log p_nsp) / B`.
+    pub fn pretraining_loss_part(
+        &self,
+        batch: &BertBatch,
+        masked_positions: Tensor<2, Int>,
+        masked_ids: Tensor<2, Int>,
+        masked_weights: Tensor<2>,
+        next_sentence: Tensor<1, Int>,
+        whole: LossDenominators,
+    ) -> PretrainingOutput {
         let (mlm_logits, nsp_logits) = self.forward(batch, masked_positions);
         let [b, p, _] = mlm_logits.dims();
         let log_probs = log_softmax(mlm_logits.clone(), 2);
         let picked = log_probs
             .gather(2, masked_ids.reshape([b, p, 1]))
             .reshape([b, p]);
-        let total_weight = masked_weights.clone().sum().add_scalar(1e-5);
-        let mlm_loss = (picked * masked_weights).sum().neg() / total_weight;
+        let mlm_loss = (picked * masked_weights)
+            .sum()
+            .neg()
+            .div_scalar(whole.masked_weight + 1e-5);
         let nsp_log_probs = log_softmax(nsp_logits.clone(), 1);
         let nsp_loss = nsp_log_probs
             .gather(1, next_sentence.reshape([b, 1]))
-            .mean()
-            .neg();
+            .sum()
+            .neg()
+            .div_scalar(whole.instances as f64);
         PretrainingOutput {
             loss: mlm_loss.clone() + nsp_loss.clone(),
             mlm_loss,
@@ -372,6 +406,14 @@ impl BertForPretraining {
             nsp_logits,
         }
     }
+}
+
+/// What the pretraining loss of a whole batch divides by: its total masked-LM weight (the number
+/// of real predictions) and its number of instances.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LossDenominators {
+    pub masked_weight: f64,
+    pub instances: usize,
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@ pub mod bert;
 pub mod ghost_bn;
 pub mod resnet;
 
-pub use bert::{Bert, BertBatch, BertConfig, BertForPretraining, PretrainingOutput};
+pub use bert::{
+    Bert, BertBatch, BertConfig, BertForPretraining, LossDenominators, PretrainingOutput,
+};
 pub use ghost_bn::GhostBatchNorm;
 pub use resnet::{ResNet, ResNetConfig};
 

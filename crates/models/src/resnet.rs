@@ -170,9 +170,24 @@ impl ResNetConfig {
         Ok(())
     }
 
-    /// Builds the model on `device` (use an autodiff device for training).
+    /// Builds the model on `device` (use an autodiff device for training) for training batches
+    /// of one virtual batch (or any size without virtual batches).
     pub fn init(&self, device: &Device) -> Result<ResNet> {
+        self.init_for_batch(device, self.bn.virtual_batch_size.unwrap_or(1))
+    }
+
+    /// Builds the model for training batches of `batch_size` examples: batch norm keeps one pair
+    /// of running statistics per virtual batch of such a batch ([`GhostBatchNorm`]).
+    pub fn init_for_batch(&self, device: &Device, batch_size: usize) -> Result<ResNet> {
         self.validate()?;
+        if let Some(v) = self.bn.virtual_batch_size
+            && !batch_size.is_multiple_of(v)
+        {
+            bail!(
+                "model.bn.virtual_batch_size: {v} does not divide the batch of {batch_size}; every virtual batch must be full"
+            );
+        }
+        let device_batch = (device, batch_size);
         let (conv1, max_pool) = match self.stem {
             Stem::ImageNet => (
                 conv(self.in_channels, self.stem_width, 7, 2, 3, device),
@@ -188,7 +203,7 @@ impl ResNetConfig {
                 None,
             ),
         };
-        let bn1 = batch_norm(self.stem_width, &self.bn, 1.0, device);
+        let bn1 = batch_norm(self.stem_width, &self.bn, 1.0, device_batch);
         let mut in_channels = self.stem_width;
         let mut stages = Vec::new();
         for (i, (&depth, &width)) in self.depths.iter().zip(&self.widths).enumerate() {
@@ -196,7 +211,7 @@ impl ResNetConfig {
             let mut blocks = Vec::new();
             for b in 0..depth {
                 let s = if b == 0 { stride } else { 1 };
-                blocks.push(Bottleneck::new(in_channels, width, s, self, device));
+                blocks.push(Bottleneck::new(in_channels, width, s, self, device_batch));
                 in_channels = width * EXPANSION;
             }
             stages.push(blocks);
@@ -233,7 +248,7 @@ fn batch_norm(
     channels: usize,
     s: &BatchNormSettings,
     gamma: f64,
-    device: &Device,
+    (device, batch_size): (&Device, usize),
 ) -> GhostBatchNorm {
     GhostBatchNorm::new(
         channels,
@@ -241,6 +256,7 @@ fn batch_norm(
         s.momentum,
         s.epsilon,
         s.virtual_batch_size,
+        batch_size,
         device,
     )
 }
@@ -266,7 +282,14 @@ pub struct Bottleneck {
 }
 
 impl Bottleneck {
-    fn new(cin: usize, width: usize, stride: usize, cfg: &ResNetConfig, device: &Device) -> Self {
+    fn new(
+        cin: usize,
+        width: usize,
+        stride: usize,
+        cfg: &ResNetConfig,
+        (device, batch_size): (&Device, usize),
+    ) -> Self {
+        let at = (device, batch_size);
         let out = width * EXPANSION;
         let (s1, s2) = match cfg.version {
             ResNetVersion::V1_5 => (1, stride),
@@ -274,27 +297,29 @@ impl Bottleneck {
         };
         let downsample = (stride != 1 || cin != out).then(|| Downsample {
             conv: conv(cin, out, 1, stride, 0, device),
-            bn: batch_norm(out, &cfg.bn, 1.0, device),
+            bn: batch_norm(out, &cfg.bn, 1.0, at),
         });
         Self {
             conv1: conv(cin, width, 1, s1, 0, device),
-            bn1: batch_norm(width, &cfg.bn, 1.0, device),
+            bn1: batch_norm(width, &cfg.bn, 1.0, at),
             conv2: conv(width, width, 3, s2, 1, device),
-            bn2: batch_norm(width, &cfg.bn, 1.0, device),
+            bn2: batch_norm(width, &cfg.bn, 1.0, at),
             conv3: conv(width, out, 1, 1, 0, device),
-            bn3: batch_norm(out, &cfg.bn, cfg.bn.gamma0, device),
+            bn3: batch_norm(out, &cfg.bn, cfg.bn.gamma0, at),
             downsample,
         }
     }
 
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    /// The block on a part of the batch starting at example `first` (see
+    /// [`GhostBatchNorm::forward_from`]).
+    pub fn forward_from(&self, x: Tensor<4>, first: usize) -> Tensor<4> {
         let shortcut = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            Some(d) => d.bn.forward_from(d.conv.forward(x.clone()), first),
             None => x.clone(),
         };
-        let y = relu(self.bn1.forward(self.conv1.forward(x)));
-        let y = relu(self.bn2.forward(self.conv2.forward(y)));
-        let y = self.bn3.forward(self.conv3.forward(y));
+        let y = relu(self.bn1.forward_from(self.conv1.forward(x), first));
+        let y = relu(self.bn2.forward_from(self.conv2.forward(y), first));
+        let y = self.bn3.forward_from(self.conv3.forward(y), first);
         relu(y + shortcut)
     }
 }
@@ -315,7 +340,14 @@ pub struct ResNet {
 impl ResNet {
     /// Images `[batch, channels, height, width]` to logits `[batch, classes]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.bn1.forward(self.conv1.forward(images)));
+        self.forward_from(images, 0)
+    }
+
+    /// As [`forward`](Self::forward) for a part of the training batch that starts at example
+    /// `first` (a micro-batch or a device's share): batch norm updates the running statistics of
+    /// the part's virtual batches ([`GhostBatchNorm::forward_from`]).
+    pub fn forward_from(&self, images: Tensor<4>, first: usize) -> Tensor<2> {
+        let mut x = relu(self.bn1.forward_from(self.conv1.forward(images), first));
         if let Some(pool) = &self.max_pool {
             x = pool.forward(x);
         }
@@ -326,7 +358,7 @@ impl ResNet {
             .chain(&self.layer3)
             .chain(&self.layer4)
         {
-            x = block.forward(x);
+            x = block.forward_from(x, first);
         }
         let [b, c, _, _] = x.dims();
         let pooled = x.mean_dim(3).mean_dim(2).reshape([b, c]);

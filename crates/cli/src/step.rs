@@ -1,0 +1,153 @@
+//! One optimizer step over a batch cut into micro-batches and shared across devices: forward and
+//! backward on every part, the gradients reduced onto the first device, one optimizer update, the
+//! parameters sent back. Knows no workload: the loss of a part comes from a closure.
+//!
+//! ```text
+//! batch B = M micro-batches of m examples, in order; micro-batch j = D device shares of m / D
+//! part p = examples [start_p, start_p + n_p) of the batch, on device d_p
+//! loss(batch) = sum_p loss_p,  with each loss_p divided by the whole batch's denominator
+//! grad(batch) = sum_p grad(loss_p)          (summed on device 0)
+//! ```
+//!
+//! Because every part's loss is divided by the *whole* batch's denominator (B examples, or the
+//! batch's number of masked-LM predictions), the summed gradient is the one-piece gradient up to
+//! f32 rounding, and the optimizer (global-norm clipping, trust ratios) sees the whole batch.
+//!
+//! Devices are driven from one thread in the order above; backends queue work asynchronously, so
+//! devices compute concurrently while the next part is being issued. Gradients of other devices
+//! are moved to device 0 and summed there (burn-train's multi-device strategy). Batch-norm running
+//! statistics are exact because each part updates the rows of its own virtual batches
+//! ([`bigbatch_models::GhostBatchNorm::forward_from`]) and every device's model copy shares the
+//! running-statistics state of the model on device 0.
+
+use anyhow::{Result, bail};
+use bigbatch_core::ModelOptimizer;
+use bigbatch_core::params::{ParamSlot, gather, scatter, values};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use std::ops::Range;
+
+/// How a batch is cut: micro-batches processed one after the other, each shared evenly across
+/// the devices.
+#[derive(Clone, Debug)]
+pub struct BatchSplit {
+    pub batch_size: usize,
+    pub micro_batch_size: usize,
+    /// Training devices (with autodiff); the first holds the model and the optimizer state.
+    pub devices: Vec<Device>,
+}
+
+/// One part of a batch: examples `range`, computed on device `device`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Part {
+    pub device: usize,
+    pub range: Range<usize>,
+}
+
+impl BatchSplit {
+    /// Checks that the micro-batch divides the batch and the devices divide the micro-batch;
+    /// errors name the config fields.
+    pub fn new(batch_size: usize, micro_batch_size: usize, devices: Vec<Device>) -> Result<Self> {
+        if devices.is_empty() {
+            bail!("train.devices: expected at least one device");
+        }
+        if micro_batch_size == 0 || !batch_size.is_multiple_of(micro_batch_size) {
+            bail!(
+                "train.micro_batch_size: {micro_batch_size} does not divide train.batch_size {batch_size}"
+            );
+        }
+        if !micro_batch_size.is_multiple_of(devices.len()) {
+            bail!(
+                "train.devices: {} devices do not divide train.micro_batch_size {micro_batch_size} evenly",
+                devices.len()
+            );
+        }
+        Ok(Self {
+            batch_size,
+            micro_batch_size,
+            devices,
+        })
+    }
+
+    /// The main device: model, optimizer state and reduced gradients live here.
+    pub fn main_device(&self) -> &Device {
+        &self.devices[0]
+    }
+
+    /// The parts of a batch in processing order: micro-batch after micro-batch, each split into
+    /// consecutive device shares.
+    pub fn parts(&self) -> Vec<Part> {
+        let share = self.micro_batch_size / self.devices.len();
+        (0..self.batch_size / share)
+            .map(|k| Part {
+                device: k % self.devices.len(),
+                range: k * share..(k + 1) * share,
+            })
+            .collect()
+    }
+}
+
+/// What one step did.
+pub struct StepOutcome {
+    /// The batch's loss (the sum of the parts' losses), before the update.
+    pub loss: f64,
+}
+
+/// Forward and backward over every part of a batch, then one optimizer update with the summed
+/// gradients at learning rate `lr`. `loss_of(model, part, device)` returns the part's loss
+/// divided by the whole batch's denominator. Returns the updated model (on the main device) and
+/// the batch's loss; a non-finite loss leaves the model unchanged and is returned as is, for the
+/// caller to record.
+pub fn step<M, F>(
+    model: M,
+    optimizer: &mut ModelOptimizer,
+    split: &BatchSplit,
+    lr: f64,
+    mut loss_of: F,
+) -> Result<(M, StepOutcome)>
+where
+    M: Module + Clone,
+    F: FnMut(&M, &Part, &Device) -> Result<Tensor<1>>,
+{
+    let main = split.main_device();
+    let main_plain = main.clone().inner();
+    // The model on every other device: the same parameters (no gradient history), and the same
+    // running-statistics state (a module clone shares it).
+    let replicas: Vec<M> = split.devices[1..]
+        .iter()
+        .map(|d| model.clone().fork(d))
+        .collect();
+    let mut grads: Option<Vec<Tensor<1>>> = None;
+    let mut losses: Vec<Tensor<1>> = Vec::new();
+    for part in split.parts() {
+        let (replica, device) = match part.device {
+            0 => (&model, main),
+            d => (&replicas[d - 1], &split.devices[d]),
+        };
+        let loss = loss_of(replica, &part, device)?;
+        losses.push(loss.clone().inner().to_device(&main_plain));
+        let part_grads = gather(replica, &loss.backward());
+        grads = Some(match grads {
+            None => part_grads
+                .into_iter()
+                .map(|s| s.grad.to_device(&main_plain))
+                .collect(),
+            Some(sum) => sum
+                .into_iter()
+                .zip(part_grads)
+                .map(|(a, s)| a + s.grad.to_device(&main_plain))
+                .collect(),
+        });
+    }
+    let loss: f64 = Tensor::cat(losses, 0).sum().into_scalar::<f32>().into();
+    if !loss.is_finite() {
+        return Ok((model, StepOutcome { loss }));
+    }
+    let slots = values(&model)
+        .into_iter()
+        .zip(grads.expect("a batch has at least one part"))
+        .map(|(value, grad)| ParamSlot { value, grad })
+        .collect();
+    let updated = optimizer.step(lr, slots);
+    Ok((scatter(model, updated), StepOutcome { loss }))
+}
