@@ -261,6 +261,9 @@ fn shipped_configs_compose_and_assign_groups() {
     assert!(checked >= 3, "only {checked} optimizer configs found");
 }
 
+#[path = "support/faults.rs"]
+mod faults;
+
 #[path = "support/large_batch.rs"]
 mod large_batch;
 

@@ -176,6 +176,7 @@ impl Workload for InMemoryClassification {
 /// `train.train_eval_examples` training files, both with the evaluation transform.
 pub struct ImageNetClassification {
     model: ResNetConfig,
+    dir: std::path::PathBuf,
     val: ImageFolder,
     train_eval: ImageFolder,
     loader: LoaderConfig,
@@ -223,16 +224,32 @@ impl ImageNetClassification {
         };
         let (tx, rx) = sync_channel(source.prefetch.max(1));
         let (folder, cfg) = (train.clone(), loader.clone());
+        let train_dir = source.dir.join("train");
         std::thread::spawn(move || {
             for epoch in 0.. {
+                let mut delivered = 0usize;
                 let sent = load_epoch(&folder, &cfg, epoch, |batch| {
+                    delivered += 1;
                     tx.send(Ok(batch))
                         .map_err(|_| anyhow::anyhow!("the training loop has stopped"))
                 });
                 match sent {
                     Ok(report) => {
+                        let skipped = report.skipped.len();
                         for (path, reason) in report.skipped {
                             eprintln!("epoch {epoch}: skipped {}: {reason}", path.display());
+                        }
+                        // An epoch that cannot fill one batch would make the loader cycle
+                        // forever without training.
+                        if delivered == 0 {
+                            let _ = tx.send(Err(format!(
+                                "{}: only {} of {} training images could be decoded, fewer than one batch of {}",
+                                train_dir.display(),
+                                folder.files.len() - skipped,
+                                folder.files.len(),
+                                cfg.batch_size
+                            )));
+                            return;
                         }
                     }
                     Err(e) => {
@@ -246,6 +263,7 @@ impl ImageNetClassification {
         train_eval.files.truncate(t.train_eval_examples);
         Ok(Self {
             model: model.clone(),
+            dir: source.dir.clone(),
             val,
             train_eval,
             loader,
@@ -262,7 +280,13 @@ impl ImageNetClassification {
         }
     }
 
-    fn accuracy(&self, model: &ResNet, folder: &ImageFolder, device: &Device) -> Result<f64> {
+    fn accuracy(
+        &self,
+        model: &ResNet,
+        folder: &ImageFolder,
+        dir: &std::path::Path,
+        device: &Device,
+    ) -> Result<f64> {
         let eval = model.valid();
         let plain = device.clone().inner();
         let cfg = LoaderConfig {
@@ -281,7 +305,14 @@ impl ImageNetClassification {
             seen += n;
             Ok(())
         })?;
-        Ok(correct as f64 / seen.max(1) as f64)
+        if seen == 0 {
+            bail!(
+                "data.source: no image of {} ({} files) could be decoded, so accuracy cannot be measured",
+                dir.display(),
+                folder.files.len()
+            );
+        }
+        Ok(correct as f64 / seen as f64)
     }
 }
 
@@ -325,8 +356,13 @@ impl Workload for ImageNetClassification {
 
     fn evaluate(&mut self, model: &ResNet, device: &Device) -> Result<Evaluation> {
         Ok(Evaluation {
-            val_accuracy: self.accuracy(model, &self.val, device)?,
-            train_accuracy: self.accuracy(model, &self.train_eval, device)?,
+            val_accuracy: self.accuracy(model, &self.val, &self.dir.join("val"), device)?,
+            train_accuracy: self.accuracy(
+                model,
+                &self.train_eval,
+                &self.dir.join("train"),
+                device,
+            )?,
             extra: Vec::new(),
         })
     }

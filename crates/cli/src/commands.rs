@@ -163,6 +163,16 @@ struct StudyArgs {
     /// Study directory (default: studies/<study file name>).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// The directory holds trials of a changed study (search space, seed or base configs): move
+    /// them aside to `superseded-*/` instead of refusing.
+    #[arg(long)]
+    force: bool,
+}
+
+impl StudyArgs {
+    fn open(self) -> Result<Study> {
+        Study::load_with(&self.study, self.dir, self.force)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -267,6 +277,7 @@ where
                 out_dir: out_dir.clone(),
                 progress: !no_progress && std::io::stderr().is_terminal(),
                 resume,
+                restart_without_checkpoint: false,
             };
             let summary = train::run(&config, backend, &options)?;
             match summary.status {
@@ -296,10 +307,16 @@ where
             steps,
         } => {
             let config = RunConfig::compose(&configs, &sets)?;
-            print!(
-                "{}",
-                config.schedule.to_csv(steps.unwrap_or(config.train.steps))
-            );
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            match config
+                .schedule
+                .write_csv(steps.unwrap_or(config.train.steps), &mut out)
+            {
+                // `bigbatch schedule ... | head` closes the pipe: not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other.context("writing the schedule"),
+            }?;
             Ok(())
         }
         Command::Replay {
@@ -415,7 +432,7 @@ fn study_command(command: StudyCommand) -> Result<()> {
             workers,
             backend,
         } => {
-            let study = Study::load(&args.study, args.dir)?;
+            let study = args.open()?;
             study.run(trials, workers, backend)?;
             print_status(&study)
         }
@@ -424,7 +441,7 @@ fn study_command(command: StudyCommand) -> Result<()> {
             index,
             backend,
         } => {
-            let study = Study::load(&args.study, args.dir)?;
+            let study = args.open()?;
             let r = study.run_trial(index, backend)?;
             println!("{}", describe_result(&r));
             Ok(())
@@ -436,7 +453,7 @@ fn study_command(command: StudyCommand) -> Result<()> {
             binary,
             out,
         } => {
-            let study = Study::load(&args.study, args.dir)?;
+            let study = args.open()?;
             let binary = match binary {
                 Some(b) => b,
                 None => std::env::current_exe()?.display().to_string(),
@@ -454,13 +471,13 @@ fn study_command(command: StudyCommand) -> Result<()> {
             );
             Ok(())
         }
-        StudyCommand::Status { args } => print_status(&Study::load(&args.study, args.dir)?),
+        StudyCommand::Status { args } => print_status(&args.open()?),
         StudyCommand::Rerun {
             args,
             seeds,
             backend,
         } => {
-            let study = Study::load(&args.study, args.dir)?;
+            let study = args.open()?;
             study.rerun(seeds, backend)?;
             let stats = study.rerun_stats()?;
             println!("{}", serde_json::to_string_pretty(&stats)?);

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod pretrain;
 pub mod report;
 pub mod run_config;
+pub mod run_dir;
 pub mod step;
 pub mod study;
 pub mod train;

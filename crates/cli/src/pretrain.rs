@@ -173,6 +173,10 @@ impl Workload for Pretraining {
         self.model.init(device)
     }
 
+    fn draws_randomness(&self) -> bool {
+        self.model.dropout > 0.0
+    }
+
     fn next_batch(&mut self) -> Result<InstanceBatch> {
         let indices = self.sampler.next_batch().to_vec();
         let whole = LossDenominators {

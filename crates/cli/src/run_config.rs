@@ -295,6 +295,11 @@ impl RunConfig {
         if t.eval_every == 0 {
             bail!("train.eval_every: expected a positive number of steps");
         }
+        if t.train_eval_examples == 0 {
+            bail!(
+                "train.train_eval_examples: expected a positive number of training examples to measure training accuracy on"
+            );
+        }
         if !(0.0..1.0).contains(&t.label_smoothing) {
             bail!(
                 "train.label_smoothing: expected tau in [0, 1), got {}",

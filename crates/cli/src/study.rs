@@ -102,6 +102,13 @@ impl Study {
     /// Reads and checks a study file: the search space, the base config and that every searched
     /// path exists (by composing trial 0).
     pub fn load(path: &Path, dir: Option<PathBuf>) -> Result<Self> {
+        Self::load_with(path, dir, false)
+    }
+
+    /// [`Study::load`]; the study directory must hold trials of the same study (search space,
+    /// seed and base configs, compared by fingerprint). With `force`, trials of another study
+    /// found there are moved aside to `superseded-<their fingerprint>/` (said on stderr).
+    pub fn load_with(path: &Path, dir: Option<PathBuf>, force: bool) -> Result<Self> {
         let file: StudyFile = load_ron(path)?;
         let origin = path.display().to_string();
         if file.base.is_empty() {
@@ -123,7 +130,75 @@ impl Study {
         study
             .trial_config(0)
             .with_context(|| format!("{origin}: search"))?;
+        study.check_fingerprint(force)?;
         Ok(study)
+    }
+
+    /// SHA-256 over what decides every trial: the search space, the study seed and the composed
+    /// base config.
+    pub fn fingerprint(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let what = serde_json::json!({
+            "search": serde_json::to_value(&self.file.search)?,
+            "seed": self.file.seed,
+            "base": serde_json::to_value(&self.base)?,
+        });
+        Ok(format!(
+            "{:x}",
+            Sha256::digest(serde_json::to_string(&what)?.as_bytes())
+        ))
+    }
+
+    fn fingerprint_path(&self) -> PathBuf {
+        self.dir.join("fingerprint.txt")
+    }
+
+    fn check_fingerprint(&self, force: bool) -> Result<()> {
+        let path = self.fingerprint_path();
+        let Ok(recorded) = std::fs::read_to_string(&path) else {
+            return Ok(());
+        };
+        let (recorded, ours) = (recorded.trim().to_string(), self.fingerprint()?);
+        if recorded == ours {
+            return Ok(());
+        }
+        if !force {
+            bail!(
+                "{}: holds trials of a different study (fingerprint {} in {}; {} has {}): its search space, seed or base configs changed. Use another --dir, or --force to move the old trials aside",
+                self.dir.display(),
+                &recorded[..recorded.len().min(12)],
+                path.display(),
+                self.path.display(),
+                &ours[..12]
+            );
+        }
+        let aside = self.dir.join(format!(
+            "superseded-{}",
+            &recorded[..recorded.len().min(12)]
+        ));
+        std::fs::create_dir_all(&aside)
+            .with_context(|| format!("cannot create {}", aside.display()))?;
+        for name in ["trials", "reruns", "study.ron", "fingerprint.txt"] {
+            let from = self.dir.join(name);
+            if from.exists() {
+                std::fs::rename(&from, aside.join(name))
+                    .with_context(|| format!("cannot move {} aside", from.display()))?;
+            }
+        }
+        eprintln!(
+            "--force: moved the trials of the earlier study to {}",
+            aside.display()
+        );
+        Ok(())
+    }
+
+    /// Records the fingerprint before the first trial writes anything.
+    fn record_fingerprint(&self) -> Result<()> {
+        let path = self.fingerprint_path();
+        if !path.exists() {
+            write_atomic(&path, format!("{}\n", self.fingerprint()?).as_bytes())?;
+        }
+        Ok(())
     }
 
     /// The config of trial `index`: the base with the point applied, checked like a config file.
@@ -178,6 +253,7 @@ impl Study {
 
     /// Runs trial `index` unless its result exists; returns the result.
     pub fn run_trial(&self, index: u64, backend: Backend) -> Result<TrialResult> {
+        self.record_fingerprint()?;
         let run_dir = self.trial_dir(index);
         let (config, point) = self.trial_config(index)?;
         self.run_config(index, point, config, &run_dir, backend)
@@ -201,6 +277,7 @@ impl Study {
             out_dir: run_dir.to_path_buf(),
             progress: false,
             resume: true,
+            restart_without_checkpoint: true,
         };
         let summary = train::run(&config, backend, &options)?;
         let result = TrialResult {
@@ -221,6 +298,7 @@ impl Study {
     /// `workers` threads; diverged trials are kept and do not count. Stops with an error when the
     /// attempt cap is reached first.
     pub fn run(&self, trials: u64, workers: usize, backend: Backend) -> Result<()> {
+        self.record_fingerprint()?;
         write_atomic(&self.dir.join("study.ron"), to_ron(&self.file)?.as_bytes())?;
         let max_attempts = self.file.max_attempts.unwrap_or(3 * trials);
         let done = self.trials()?;
@@ -332,6 +410,7 @@ impl Study {
                 self.path.display()
             );
         };
+        self.record_fingerprint()?;
         let (mut config, point) = self.trial_config(best.index)?;
         let mut out = Vec::new();
         for seed in 0..seeds {

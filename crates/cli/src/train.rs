@@ -15,19 +15,20 @@
 
 use crate::backend::{self, Backend};
 use crate::run_config::{DataSource, ModelConfig, RunConfig};
+use crate::run_dir::{
+    CheckpointPointer, Metrics, RunLock, SoFar, check_fresh_start, check_resume_config, load_model,
+    read_pointer, restore, save_checkpoint, truncate_metrics,
+};
 use crate::step::{self, BatchSplit};
 use crate::workload::Workload;
 use anyhow::{Context, Result, bail};
 use bigbatch_core::ModelOptimizer;
 use bigbatch_core::config::{to_ron, write_atomic};
-use bigbatch_core::optimizer::OptimizerState;
 use bigbatch_core::params::describe;
-use burn::module::Module;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// How a run ended.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,100 +68,11 @@ pub struct RunSummary {
 pub struct RunOptions {
     pub out_dir: PathBuf,
     pub progress: bool,
-    /// Continue from the run directory's newest checkpoint, if there is one.
+    /// Continue from the run directory's newest checkpoint.
     pub resume: bool,
-}
-
-/// `checkpoint.json`: which checkpoint directory is current.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct CheckpointPointer {
-    pub dir: String,
-    /// Updates applied when it was written.
-    pub step: u64,
-}
-
-fn save_checkpoint<M: Module + Clone>(
-    out: &Path,
-    step: u64,
-    model: &M,
-    optimizer: &ModelOptimizer,
-) -> Result<()> {
-    let name = format!("checkpoint-{step:08}");
-    let dir = out.join(&name);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    model
-        .clone()
-        .save_file(dir.join("model.bpk"))
-        .map_err(|e| anyhow::anyhow!("saving the model to {}: {e:?}", dir.display()))?;
-    write_atomic(
-        &dir.join("optimizer.msgpack"),
-        &optimizer.state().to_bytes()?,
-    )?;
-    let previous = read_pointer(out)?;
-    let pointer = CheckpointPointer { dir: name, step };
-    write_atomic(
-        &out.join("checkpoint.json"),
-        serde_json::to_string_pretty(&pointer)?.as_bytes(),
-    )?;
-    if let Some(old) = previous
-        && old.dir != pointer.dir
-    {
-        let _ = std::fs::remove_dir_all(out.join(old.dir));
-    }
-    Ok(())
-}
-
-fn read_pointer(out: &Path) -> Result<Option<CheckpointPointer>> {
-    let path = out.join("checkpoint.json");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| {
-            format!("{}: not a checkpoint pointer", path.display())
-        })?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-}
-
-/// What the kept metrics say about the run so far: the last loss and the last evaluation.
-#[derive(Default)]
-struct SoFar {
-    loss: Option<f64>,
-    val: Option<f64>,
-    train: Option<f64>,
-}
-
-/// Keeps the lines of `metrics.jsonl` before `step` (the groups line and what the checkpoint
-/// covers), rewritten atomically.
-fn truncate_metrics(path: &Path, step: u64) -> Result<SoFar> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut kept = String::new();
-    let mut so_far = SoFar::default();
-    for line in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .with_context(|| format!("{}: not JSON lines", path.display()))?;
-        let keep = match v["step"].as_u64() {
-            None => true,
-            // Per-step lines carry the step before the update; evaluations the step after it.
-            Some(s) if v.get("val_accuracy").is_some() => s <= step,
-            Some(s) => s < step,
-        };
-        if keep {
-            kept.push_str(line);
-            kept.push('\n');
-            if let Some(l) = v["loss"].as_f64() {
-                so_far.loss = Some(l);
-            }
-            if let (Some(val), Some(train)) =
-                (v["val_accuracy"].as_f64(), v["train_accuracy"].as_f64())
-            {
-                so_far.val = Some(val);
-                so_far.train = Some(train);
-            }
-        }
-    }
-    write_atomic(path, kept.as_bytes())?;
-    Ok(so_far)
+    /// With `resume` and no checkpoint yet (a study trial killed before its first evaluation):
+    /// clear the directory and start over instead of refusing.
+    pub restart_without_checkpoint: bool,
 }
 
 /// Trains the model the config describes on `backend` (devices: `train.devices`) and records
@@ -177,13 +89,25 @@ pub fn run(config: &RunConfig, backend: Backend, options: &RunOptions) -> Result
         None => vec![format!("{backend:?}")],
     };
     let out = &options.out_dir;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let _lock = RunLock::acquire(out)?;
+    let mut checkpoint = None;
+    if options.resume {
+        checkpoint = read_pointer(out)?;
+        if checkpoint.is_none() && options.restart_without_checkpoint {
+            clear_run(out)?;
+        }
+    }
+    match &checkpoint {
+        Some(_) => check_resume_config(out, config)?,
+        None => check_fresh_start(out, options.resume)?,
+    }
     write_atomic(&out.join("config.ron"), to_ron(config)?.as_bytes())?;
     let run = Run {
         config,
         split,
         names,
         options,
+        checkpoint,
     };
     match &config.model {
         ModelConfig::ResNet(model) => match &config.data.source {
@@ -210,12 +134,58 @@ pub struct Run<'a> {
     /// Device names for the records (`Cpu`, `Cuda:0`, ...).
     pub names: Vec<String>,
     pub options: &'a RunOptions,
+    /// The checkpoint to resume from.
+    pub checkpoint: Option<CheckpointPointer>,
 }
 
-fn load_model<M: Module>(model: M, dir: &Path) -> Result<M> {
-    model
-        .try_load_file(dir.join("model.bpk"))
-        .map_err(|e| anyhow::anyhow!("loading the model from {}: {e:?}", dir.display()))
+/// Removes what a run without a checkpoint left (metrics, config, partial checkpoint
+/// directories), saying so; the lock file stays.
+fn clear_run(out: &std::path::Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok(());
+    };
+    let mut removed = Vec::new();
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "run.lock" {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        }
+        .with_context(|| format!("cannot remove {}", path.display()))?;
+        removed.push(name);
+    }
+    if !removed.is_empty() {
+        eprintln!(
+            "{}: no checkpoint to resume from; starting over (removed {})",
+            out.display(),
+            removed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The process-wide lock around the devices' random generators (burn's are global): held from
+/// seeding to the last draw, so that concurrent runs (study workers, tests) cannot interleave.
+fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The seed of the random draws (dropout) of the part of step `step` that starts at example
+/// `first`: a function of (seed, step, first) only, so a resumed run draws what an uninterrupted
+/// one does (SplitMix64 finaliser over the combined words).
+fn part_seed(seed: u64, step: u64, first: usize) -> u64 {
+    let mut z = seed
+        ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ (first as u64).wrapping_mul(0xc2b2_ae3d_27d4_eb4f);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The generic training loop: config -> model + parameter groups -> optimizer -> steps ->
@@ -226,12 +196,9 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
     let started = std::time::Instant::now();
     let out = &options.out_dir;
     let (mut model, params) = {
-        // The device's random generator is global: hold a process-wide lock from seeding to the
-        // end of initialisation so that concurrent runs (tests, threads) cannot interleave.
         // burn initialises parameters lazily; `describe` reads every one, which materialises them
         // inside the lock.
-        static SEED_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _guard = SEED_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = rng_lock();
         device.seed(config.train.seed);
         let model = workload.init(device)?;
         let params = describe(&model);
@@ -241,27 +208,17 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
     let metrics_path = out.join("metrics.jsonl");
     let mut start = 0;
     let mut so_far = SoFar::default();
-    let checkpoint = if options.resume {
-        read_pointer(out)?
-    } else {
-        None
-    };
     let t = &config.train;
     let setup_line = json!({
         "batch_size": t.batch_size,
         "micro_batch_size": split.micro_batch_size,
         "devices": run.names,
     });
-    let mut metrics = match checkpoint {
+    let mut metrics = match &run.checkpoint {
         Some(pointer) => {
-            let dir = out.join(&pointer.dir);
-            model = load_model(model, &dir)?;
-            let bytes = std::fs::read(dir.join("optimizer.msgpack"))
-                .with_context(|| format!("cannot read {}", dir.display()))?;
-            optimizer
-                .load_state(OptimizerState::from_bytes(&bytes)?, device)
-                .with_context(|| format!("resuming from {}", dir.display()))?;
-            start = pointer.step;
+            let restored = restore(out, pointer, model, &mut optimizer, device)?;
+            model = restored.model;
+            start = restored.step;
             so_far = truncate_metrics(&metrics_path, start)?;
             let mut m = Metrics::append(&metrics_path)?;
             m.write(&json!({"resumed_at": start, "setup": setup_line}))?;
@@ -276,7 +233,8 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
                         from.display()
                     );
                 };
-                model = load_model(model, &from.join(&pointer.dir)).context("train.init_from")?;
+                model = load_model(model, &from.join(&pointer.newest.dir))
+                    .context("train.init_from")?;
             }
             let mut m = Metrics::create(&metrics_path)?;
             m.write(&groups_line(&optimizer))?;
@@ -306,7 +264,14 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
         let lr = config.schedule.lr(step);
         let step_started = std::time::Instant::now();
         let batch = workload.next_batch()?;
+        let random = workload.draws_randomness();
         let (updated, outcome) = step::step(model, &mut optimizer, split, lr, |m, part, d| {
+            // Random draws inside the forward pass (dropout) come from a generator seeded by
+            // (seed, step, part) under the process-wide lock, released before the backward pass.
+            let _guard = random.then(rng_lock);
+            if random {
+                d.seed(part_seed(t.seed, step, part.range.start));
+            }
             workload.part_loss(m, &batch, part.range.clone(), d)
         })?;
         model = updated;
@@ -395,32 +360,4 @@ fn progress_bar(steps: u64, visible: bool) -> ProgressBar {
         .expect("valid template"),
     );
     bar
-}
-
-/// Appends JSON lines, flushed one by one so a crash loses at most the line being written.
-struct Metrics {
-    file: std::fs::File,
-}
-
-impl Metrics {
-    fn create(path: &Path) -> Result<Self> {
-        let file = std::fs::File::create(path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(Self { file })
-    }
-
-    fn append(path: &Path) -> Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        Ok(Self { file })
-    }
-
-    fn write(&mut self, line: &serde_json::Value) -> Result<()> {
-        let mut text = serde_json::to_string(line)?;
-        text.push('\n');
-        self.file.write_all(text.as_bytes())?;
-        Ok(())
-    }
 }

@@ -33,6 +33,11 @@ pub trait Workload {
         range: Range<usize>,
         device: &Device,
     ) -> Result<Tensor<1>>;
+    /// Whether the training forward pass draws random numbers (dropout): the training loop then
+    /// seeds the device's generator with (seed, step, part) before each part.
+    fn draws_randomness(&self) -> bool {
+        false
+    }
     /// Skips `n` training batches (resuming).
     fn skip(&mut self, n: u64) -> Result<()>;
     /// Evaluates in inference mode.

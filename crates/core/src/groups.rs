@@ -172,9 +172,9 @@ impl CompiledSelector {
 impl GroupSettings {
     /// Checks the numbers; errors name the field under `prefix`.
     pub fn validate(&self, prefix: &str) -> Result<()> {
-        if !self.lr_scale.is_finite() {
+        if !self.lr_scale.is_finite() || self.lr_scale < 0.0 {
             bail!(
-                "{prefix}.lr_scale: expected a finite number, got {}",
+                "{prefix}.lr_scale: expected a finite non-negative number (a negative scale would ascend the loss), got {}",
                 self.lr_scale
             );
         }

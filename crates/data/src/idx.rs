@@ -45,11 +45,13 @@ pub fn decode(bytes: &[u8], origin: &str) -> Result<IdxArray> {
     let dims: Vec<usize> = (0..ndim)
         .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize)
         .collect();
-    let count: usize = dims.iter().product();
     let data = &bytes[header..];
-    if data.len() != count {
+    // Checked: a hostile header can name dimensions whose product overflows.
+    let count = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    if count != Some(data.len()) {
         bail!(
-            "{origin}: IDX dimensions {dims:?} need {count} bytes of data, found {}",
+            "{origin}: IDX dimensions {dims:?} need {} bytes of data, found {}",
+            count.map_or("more than 2^64".to_string(), |c| c.to_string()),
             data.len()
         );
     }
@@ -182,6 +184,13 @@ mod tests {
             .to_string();
         assert!(
             err.contains("f.idx") && err.contains("need 4 bytes"),
+            "{err}"
+        );
+        // Dimensions whose product overflows are an error, not a panic.
+        let huge = idx(&[16, 1 << 30, 1 << 30], &[0; 8]);
+        let err = decode(&huge, "h.idx").unwrap_err().to_string();
+        assert!(
+            err.contains("h.idx") && err.contains("more than 2^64"),
             "{err}"
         );
         let err = decode(b"hello", "g.idx").unwrap_err().to_string();

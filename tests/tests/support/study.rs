@@ -368,3 +368,58 @@ fn killed_worker_process_resumes() {
         .collect();
     assert_eq!(steps, (0..200).collect::<Vec<_>>());
 }
+
+/// A study whose search space changed is refused in the directory of the old one (its trials
+/// hold points outside the new space); `--force` moves the old trials aside.
+#[test]
+fn a_changed_search_space_is_refused_in_the_old_directory() {
+    let dir = scratch("study-changed");
+    let path = write_study(&dir, "");
+    let (s, d) = (path.to_str().unwrap(), dir.join("d"));
+    let d = d.to_str().unwrap();
+    cli(&["study", "trial", s, "--dir", d, "--index", "0"]).unwrap();
+    // The same study again is fine.
+    cli(&["study", "status", s, "--dir", d]).unwrap();
+    let changed = write_study(
+        &dir,
+        r#""optimizer.default.optimizer.config.beta1": Linear(0.8, 0.95),"#,
+    );
+    let e = format!(
+        "{:#}",
+        cli(&[
+            "study",
+            "trial",
+            changed.to_str().unwrap(),
+            "--dir",
+            d,
+            "--index",
+            "1"
+        ])
+        .unwrap_err()
+    );
+    assert!(
+        e.contains("holds trials of a different study") && e.contains("--force"),
+        "{e}"
+    );
+    cli(&[
+        "study",
+        "trial",
+        changed.to_str().unwrap(),
+        "--dir",
+        d,
+        "--index",
+        "1",
+        "--force",
+    ])
+    .unwrap();
+    let study = Study::load(&changed, Some(dir.join("d"))).unwrap();
+    let trials = study.trials().unwrap();
+    assert_eq!(trials.keys().copied().collect::<Vec<_>>(), vec![1]);
+    let aside: Vec<_> = std::fs::read_dir(dir.join("d"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("superseded-"))
+        .collect();
+    assert_eq!(aside.len(), 1);
+    assert!(aside[0].path().join("trials/00000.json").exists());
+}

@@ -224,56 +224,108 @@ fn imagenet_fixture(dir: &Path) {
     std::fs::write(dir.join("val_labels.txt"), labels).unwrap();
 }
 
+/// `bigbatch train` on the tiny ImageNet layout: ResNet-50's config shrunk to seconds.
+fn imagenet_args(
+    out: &Path,
+    source: &str,
+    steps: u64,
+    resume: bool,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "bigbatch".into(),
+        "train".into(),
+        "--no-progress".into(),
+        "--config".into(),
+        root()
+            .join("configs/models/resnet50-imagenet.ron")
+            .display()
+            .to_string(),
+        "--config".into(),
+        root()
+            .join("configs/optimizers/lars_mlperf.ron")
+            .display()
+            .to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
+    for set in [
+        source.to_string(),
+        "model.depths=[1,1,1,1]".into(),
+        "model.widths=[2,2,2,2]".into(),
+        "model.stem_width=4".into(),
+        "model.image_size=32".into(),
+        "model.num_classes=3".into(),
+        "model.bn.virtual_batch_size=2".into(),
+        "train.batch_size=4".into(),
+        format!("train.steps={steps}"),
+        "train.eval_every=2".into(),
+        "train.train_eval_examples=5".into(),
+        "schedule.t_warmup=1".into(),
+        "schedule.total_steps=6".into(),
+        "schedule.eta_peak=0.5".into(),
+    ]
+    .into_iter()
+    .chain(extra.iter().map(|s| s.to_string()))
+    {
+        v.push("--set".into());
+        v.push(set);
+    }
+    if resume {
+        v.push("--resume".into());
+    }
+    v
+}
+
+fn imagenet_source(dir: &Path) -> String {
+    format!(
+        "data.source={{\"ImageNet\": {{\"dir\": \"{}\", \"val_labels\": \"{}\", \"workers\": 2, \"prefetch\": 2}}}}",
+        dir.display(),
+        dir.join("val_labels.txt").display()
+    )
+}
+
+/// Too few decodable training images for one batch, and a validation set where nothing decodes,
+/// are errors naming the folder and the counts (not an endless loop, not 0% accuracy).
+#[test]
+fn undecodable_imagenet_folders_are_errors() {
+    let dir = scratch("imagenet-undecodable");
+    imagenet_fixture(&dir);
+    let source = imagenet_source(&dir);
+    // 19 files, 18 decodable after breaking one more: a batch of 19 cannot be filled.
+    std::fs::write(dir.join("train/n00000002/n00000002_0.JPEG"), b"broken").unwrap();
+    let e = run_cli(imagenet_args(
+        &dir.join("few"),
+        &source,
+        2,
+        false,
+        &["train.batch_size=19", "model.bn.virtual_batch_size=1"],
+    ))
+    .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("only 17 of 19 training images could be decoded, fewer than one batch of 19"),
+        "{e}"
+    );
+    // Every validation image broken: evaluation is an error, not 0%.
+    for entry in std::fs::read_dir(dir.join("val")).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"broken").unwrap();
+    }
+    let e = run_cli(imagenet_args(&dir.join("noval"), &source, 2, false, &[])).unwrap_err();
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("no image of") && e.contains("val") && e.contains("could be decoded"),
+        "{e}"
+    );
+}
+
 #[test]
 fn resnet_trains_on_imagenet_folders_and_resumes() {
     let dir = scratch("imagenet");
     imagenet_fixture(&dir);
-    let source = format!(
-        "data.source={{\"ImageNet\": {{\"dir\": \"{}\", \"val_labels\": \"{}\", \"workers\": 2, \"prefetch\": 2}}}}",
-        dir.display(),
-        dir.join("val_labels.txt").display()
-    );
+    let source = imagenet_source(&dir);
     let args = |out: &Path, source: &str, steps: u64, resume: bool| {
-        let mut v: Vec<String> = vec![
-            "bigbatch".into(),
-            "train".into(),
-            "--no-progress".into(),
-            "--config".into(),
-            root()
-                .join("configs/models/resnet50-imagenet.ron")
-                .display()
-                .to_string(),
-            "--config".into(),
-            root()
-                .join("configs/optimizers/lars_mlperf.ron")
-                .display()
-                .to_string(),
-            "--out".into(),
-            out.display().to_string(),
-        ];
-        for set in [
-            source.to_string(),
-            "model.depths=[1,1,1,1]".into(),
-            "model.widths=[2,2,2,2]".into(),
-            "model.stem_width=4".into(),
-            "model.image_size=32".into(),
-            "model.num_classes=3".into(),
-            "model.bn.virtual_batch_size=2".into(),
-            "train.batch_size=4".into(),
-            format!("train.steps={steps}"),
-            "train.eval_every=2".into(),
-            "train.train_eval_examples=5".into(),
-            "schedule.t_warmup=1".into(),
-            "schedule.total_steps=6".into(),
-            "schedule.eta_peak=0.5".into(),
-        ] {
-            v.push("--set".into());
-            v.push(set);
-        }
-        if resume {
-            v.push("--resume".into());
-        }
-        v
+        imagenet_args(out, source, steps, resume, &[])
     };
     // 6 steps of batch 4 span two epochs of the 17 readable images.
     let full = dir.join("full");

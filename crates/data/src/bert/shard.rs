@@ -4,10 +4,11 @@
 //! File layout (`*.bbpt`), all integers little-endian:
 //!
 //! ```text
-//! magic      8 bytes  "BBPRETR1"
+//! magic      8 bytes  "BBPRETR2" ("BBPRETR1": older shards, without a checksum)
 //! header_len u32      length of the JSON header that follows
 //! header     JSON     ShardHeader: seq_len S, max_predictions P, vocab_size, instances N,
-//!                     record_bytes, creation (the CreationConfig), source (corpus description)
+//!                     record_bytes, creation (the CreationConfig), source (corpus description),
+//!                     records_crc32 (CRC-32 of all record bytes; required by BBPRETR2)
 //! records    N x record_bytes:
 //!   input_ids        S x u32   [CLS] A [SEP] B [SEP], then [PAD] (id 0 of the header's vocab)
 //!   num_tokens       u16       unpadded length
@@ -17,6 +18,11 @@
 //!   masked_ids       P x u32   original tokens, zero-padded (weight 0 past num_predictions)
 //!   next_sentence    u8        1 when B is a random sentence (BERT's `next_sentence_labels`)
 //! ```
+//!
+//! Reading checks the checksum (bit rot) and every record (one pass): token counts within S,
+//! segment A within the tokens, predictions within P, token and label ids below the vocabulary
+//! size, masked positions ascending and inside the tokens, next_sentence 0 or 1. Errors name the
+//! file and the record.
 
 use super::create::{CreationConfig, Instance};
 use anyhow::{Context, Result, bail};
@@ -24,7 +30,8 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"BBPRETR1";
+const MAGIC: &[u8; 8] = b"BBPRETR2";
+const MAGIC_V1: &[u8; 8] = b"BBPRETR1";
 
 /// The JSON header of a shard.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -39,6 +46,9 @@ pub struct ShardHeader {
     pub creation: CreationConfig,
     /// Where the text came from (corpus and vocabulary).
     pub source: String,
+    /// CRC-32 (IEEE) of the record bytes.
+    #[serde(default)]
+    pub records_crc32: Option<u32>,
 }
 
 fn record_bytes(seq_len: usize, max_predictions: usize) -> usize {
@@ -54,21 +64,7 @@ pub fn encode_shard(
     source: &str,
 ) -> Result<Vec<u8>> {
     let (s, p) = (creation.max_seq_length, creation.max_predictions_per_seq);
-    let header = ShardHeader {
-        seq_len: s,
-        max_predictions: p,
-        vocab_size,
-        pad_id,
-        instances: instances.len(),
-        record_bytes: record_bytes(s, p),
-        creation: creation.clone(),
-        source: source.to_string(),
-    };
-    let json = serde_json::to_vec(&header)?;
-    let mut out = Vec::with_capacity(12 + json.len() + instances.len() * header.record_bytes);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    out.extend_from_slice(&json);
+    let mut out = Vec::with_capacity(instances.len() * record_bytes(s, p));
     for (n, inst) in instances.iter().enumerate() {
         if inst.tokens.len() > s || inst.masked_positions.len() > p {
             bail!(
@@ -98,7 +94,24 @@ pub fn encode_shard(
         }
         out.push(u8::from(inst.is_random_next));
     }
-    Ok(out)
+    let header = ShardHeader {
+        seq_len: s,
+        max_predictions: p,
+        vocab_size,
+        pad_id,
+        instances: instances.len(),
+        record_bytes: record_bytes(s, p),
+        creation: creation.clone(),
+        source: source.to_string(),
+        records_crc32: Some(crc32fast::hash(&out)),
+    };
+    let json = serde_json::to_vec(&header)?;
+    let mut file = Vec::with_capacity(12 + json.len() + out.len());
+    file.extend_from_slice(MAGIC);
+    file.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    file.extend_from_slice(&json);
+    file.extend_from_slice(&out);
+    Ok(file)
 }
 
 /// One shard, read into memory.
@@ -123,27 +136,109 @@ impl Shard {
     }
 
     pub fn from_bytes(mut bytes: Vec<u8>) -> Result<Self> {
-        if bytes.len() < 12 || &bytes[..8] != MAGIC {
-            bail!("missing the BBPRETR1 magic");
+        let v2 = bytes.len() >= 8 && &bytes[..8] == MAGIC;
+        if bytes.len() < 12 || !(v2 || &bytes[..8] == MAGIC_V1) {
+            bail!("missing the BBPRETR2 (or BBPRETR1) magic");
         }
         let header_len = u32_at(&bytes, 8) as usize;
-        let Some(json) = bytes.get(12..12 + header_len) else {
+        let Some(json) = 12usize
+            .checked_add(header_len)
+            .and_then(|end| bytes.get(12..end))
+        else {
             bail!("truncated header");
         };
         let header: ShardHeader = serde_json::from_slice(json).context("header")?;
         if header.record_bytes != record_bytes(header.seq_len, header.max_predictions) {
             bail!("header: record_bytes does not match seq_len and max_predictions");
         }
-        let expected = header.instances * header.record_bytes;
-        let records = bytes.split_off(12 + header_len);
-        if records.len() != expected {
+        if header.seq_len < 2 || header.seq_len > usize::from(u16::MAX) {
+            bail!("header: seq_len {} is outside 2..=65535", header.seq_len);
+        }
+        if header.pad_id as usize >= header.vocab_size {
             bail!(
-                "{} bytes of records, the header announces {} instances = {expected} bytes",
-                records.len(),
-                header.instances
+                "header: pad_id {} is not below vocab_size {}",
+                header.pad_id,
+                header.vocab_size
             );
         }
-        Ok(Self { header, records })
+        let records = bytes.split_off(12 + header_len);
+        let expected = header.instances.checked_mul(header.record_bytes);
+        if expected != Some(records.len()) {
+            bail!(
+                "{} bytes of records, the header announces {} instances of {} bytes",
+                records.len(),
+                header.instances,
+                header.record_bytes
+            );
+        }
+        match header.records_crc32 {
+            Some(want) => {
+                let got = crc32fast::hash(&records);
+                if got != want {
+                    bail!(
+                        "the records' CRC-32 is {got:08x}, the header records {want:08x}: the file is corrupt"
+                    );
+                }
+            }
+            None if v2 => bail!("header: records_crc32 missing"),
+            None => {}
+        }
+        let shard = Self { header, records };
+        for i in 0..shard.len() {
+            shard
+                .check_record(i)
+                .with_context(|| format!("record {i}"))?;
+        }
+        Ok(shard)
+    }
+
+    /// Checks one record's counts, ids and positions against the header.
+    fn check_record(&self, i: usize) -> Result<()> {
+        let (s, p, v) = (
+            self.header.seq_len,
+            self.header.max_predictions,
+            self.header.vocab_size,
+        );
+        let r = &self.records[i * self.header.record_bytes..(i + 1) * self.header.record_bytes];
+        let n = u16_at(r, s * 4);
+        let segment_a_len = u16_at(r, s * 4 + 2);
+        let k = u16_at(r, s * 4 + 4);
+        if n > s {
+            bail!("{n} tokens, more than the sequence length {s}");
+        }
+        if segment_a_len > n {
+            bail!("segment A of {segment_a_len} tokens is longer than the {n} tokens");
+        }
+        if k > p {
+            bail!("{k} predictions, more than max_predictions {p}");
+        }
+        for t in 0..n {
+            let id = u32_at(r, t * 4) as usize;
+            if id >= v {
+                bail!("token {t} has id {id}, not below the vocabulary size {v}");
+            }
+        }
+        let pos_at = s * 4 + 6;
+        let ids_at = pos_at + p * 2;
+        let mut last = None;
+        for j in 0..k {
+            let pos = u16_at(r, pos_at + j * 2);
+            if pos >= n || last.is_some_and(|l| pos <= l) {
+                bail!(
+                    "masked position {j} is {pos}: expected ascending positions inside the {n} tokens"
+                );
+            }
+            last = Some(pos);
+            let id = u32_at(r, ids_at + j * 4) as usize;
+            if id >= v {
+                bail!("masked label {j} has id {id}, not below the vocabulary size {v}");
+            }
+        }
+        let next = r[ids_at + p * 4];
+        if next > 1 {
+            bail!("next_sentence is {next}, expected 0 or 1");
+        }
+        Ok(())
     }
 
     pub fn len(&self) -> usize {

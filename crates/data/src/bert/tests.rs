@@ -248,6 +248,64 @@ fn shards_round_trip_and_batch() {
     assert!(Shard::from_bytes(b"not a shard at all".to_vec()).is_err());
 }
 
+/// Record offsets of a shard written with seq_len 128 and 20 predictions (the layout in
+/// `shard.rs`), the start of the records, and the bytes with the header's CRC-32 recomputed
+/// after `corrupt` changed them (what a buggy writer would produce).
+fn corrupted(bytes: &[u8], corrupt: impl Fn(&mut [u8])) -> Vec<u8> {
+    let header_len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&bytes[12..12 + header_len]).unwrap();
+    let mut records = bytes[12 + header_len..].to_vec();
+    corrupt(&mut records);
+    header["records_crc32"] = serde_json::json!(crc32fast::hash(&records));
+    let json = serde_json::to_vec(&header).unwrap();
+    let mut out = bytes[..8].to_vec();
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&records);
+    out
+}
+
+/// Same-size corruption is caught: a flipped byte by the checksum, and records that a writer got
+/// wrong (recomputed checksum) by the record checks, with the record named.
+#[test]
+fn corrupt_shards_are_refused_naming_the_record() {
+    let (t, creation, instances) = phase1_sample();
+    let bytes = encode_shard(&instances[..10], &creation, t.vocab_size(), 0, "test").unwrap();
+    let (s, p) = (128usize, 20usize);
+    let record = s * 4 + 6 + p * 6 + 1;
+    let header_len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    // Bit rot in record 3's first token id.
+    let mut flipped = bytes.clone();
+    flipped[12 + header_len + 3 * record] ^= 0x40;
+    let e = format!("{:#}", Shard::from_bytes(flipped).err().unwrap());
+    assert!(e.contains("CRC-32") && e.contains("corrupt"), "{e}");
+    let err = |corrupt: &dyn Fn(&mut [u8])| {
+        format!(
+            "{:#}",
+            Shard::from_bytes(corrupted(&bytes, corrupt)).err().unwrap()
+        )
+    };
+    // Record 2: token count 0xffff.
+    let e = err(&|r| r[2 * record + s * 4..2 * record + s * 4 + 2].copy_from_slice(&[0xff, 0xff]));
+    assert!(e.contains("record 2") && e.contains("65535 tokens"), "{e}");
+    // Record 4: a token id beyond the vocabulary (8,192 entries).
+    let e = err(&|r| r[4 * record + 4..4 * record + 8].copy_from_slice(&9000u32.to_le_bytes()));
+    assert!(e.contains("record 4") && e.contains("id 9000"), "{e}");
+    // Record 7: the first masked position beyond the tokens.
+    let at = 7 * record + s * 4 + 6;
+    let e = err(&|r| r[at..at + 2].copy_from_slice(&500u16.to_le_bytes()));
+    assert!(
+        e.contains("record 7") && e.contains("masked position 0 is 500"),
+        "{e}"
+    );
+    // Untouched bytes still read.
+    assert_eq!(
+        Shard::from_bytes(corrupted(&bytes, |_| {})).unwrap().len(),
+        10
+    );
+}
+
 #[test]
 fn datasets_hold_out_whole_documents_and_write_shards() {
     let t = WordPieceTokenizer::sotu();

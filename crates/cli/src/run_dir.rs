@@ -1,0 +1,435 @@
+//! The run directory on disk: one process at a time, metrics lines, checkpoints with checksums,
+//! and what a resume may change.
+//!
+//! ```text
+//! run.lock                  advisory lock held for the life of the run (holds the pid)
+//! config.ron                the resolved config
+//! metrics.jsonl             groups line, setup line(s), per-step and evaluation lines
+//! checkpoint-NNNNNNNN/      model.bpk + optimizer.msgpack (the newest two are kept)
+//! checkpoint.json           names the newest checkpoint and the one before, with the SHA-256
+//!                           of every file; replaced atomically after the files are complete
+//! summary.json              written atomically at the end
+//! ```
+
+use crate::run_config::RunConfig;
+use anyhow::{Context, Result, bail};
+use bigbatch_core::ModelOptimizer;
+use bigbatch_core::config::{load_ron, write_atomic};
+use bigbatch_core::optimizer::OptimizerState;
+use burn::module::Module;
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+
+/// An advisory lock on a run directory, held until dropped. A second process (or a second run
+/// in this process) that asks for the same directory gets an error naming the holder.
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    pub fn acquire(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join("run.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                bail!(
+                    "{} is in use by another run (process {}, lock {}); a run directory is never shared by two processes: wait for it or use another --out",
+                    dir.display(),
+                    if holder.is_empty() { "unknown" } else { holder },
+                    path.display()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        file.set_len(0)?;
+        write!(file, "{}", std::process::id())?;
+        file.flush()?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// One checkpoint directory and the SHA-256 of each of its files.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct CheckpointEntry {
+    pub dir: String,
+    /// Updates applied when it was written.
+    pub step: u64,
+    /// File name -> SHA-256 (hex).
+    #[serde(default)]
+    pub sha256: BTreeMap<String, String>,
+}
+
+/// `checkpoint.json`: the newest complete checkpoint and the one before it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct CheckpointPointer {
+    #[serde(flatten)]
+    pub newest: CheckpointEntry,
+    #[serde(default)]
+    pub previous: Option<CheckpointEntry>,
+}
+
+const MODEL_FILE: &str = "model.bpk";
+const OPTIMIZER_FILE: &str = "optimizer.msgpack";
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+/// Writes `checkpoint-{step}/` (model and optimizer state), then atomically `checkpoint.json`
+/// naming it and the previous checkpoint with their checksums, then removes older checkpoints.
+pub fn save_checkpoint<M: Module + Clone>(
+    out: &Path,
+    step: u64,
+    model: &M,
+    optimizer: &ModelOptimizer,
+) -> Result<()> {
+    let name = format!("checkpoint-{step:08}");
+    let dir = out.join(&name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let model_path = dir.join(MODEL_FILE);
+    model
+        .clone()
+        .save_file(&model_path)
+        .map_err(|e| anyhow::anyhow!("saving the model to {}: {e:?}", dir.display()))?;
+    std::fs::File::open(&model_path)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot sync {}", model_path.display()))?;
+    write_atomic(&dir.join(OPTIMIZER_FILE), &optimizer.state().to_bytes()?)?;
+    let mut sha256 = BTreeMap::new();
+    for file in [MODEL_FILE, OPTIMIZER_FILE] {
+        sha256.insert(file.to_string(), sha256_file(&dir.join(file))?);
+    }
+    let newest = CheckpointEntry {
+        dir: name,
+        step,
+        sha256,
+    };
+    // The checkpoint before this one: the old pointer's newest, or (when this step's directory
+    // was just rewritten, after a resume from an earlier checkpoint) the one it named before.
+    let previous = read_pointer(out).ok().flatten().and_then(|p| {
+        if p.newest.dir != newest.dir {
+            Some(p.newest)
+        } else {
+            p.previous
+        }
+    });
+    let pointer = CheckpointPointer { newest, previous };
+    write_atomic(
+        &out.join("checkpoint.json"),
+        serde_json::to_string_pretty(&pointer)?.as_bytes(),
+    )?;
+    // Keep the two checkpoints the pointer names; remove older ones.
+    let keep: Vec<&str> = std::iter::once(pointer.newest.dir.as_str())
+        .chain(pointer.previous.as_ref().map(|p| p.dir.as_str()))
+        .collect();
+    for old in checkpoint_dirs(out)? {
+        if !keep.contains(&old.as_str()) {
+            let _ = std::fs::remove_dir_all(out.join(old));
+        }
+    }
+    Ok(())
+}
+
+/// Names of the `checkpoint-*` directories of `out`.
+pub fn checkpoint_dirs(out: &Path) -> Result<Vec<String>> {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok(Vec::new());
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| n.starts_with("checkpoint-"))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+pub fn read_pointer(out: &Path) -> Result<Option<CheckpointPointer>> {
+    let path = out.join("checkpoint.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| {
+            format!("{}: not a checkpoint pointer", path.display())
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Checks the files of one checkpoint against their recorded checksums.
+fn verify(out: &Path, entry: &CheckpointEntry) -> Result<()> {
+    let dir = out.join(&entry.dir);
+    if entry.sha256.is_empty() {
+        bail!("{}: no checksums recorded", dir.display());
+    }
+    for (file, want) in &entry.sha256 {
+        let got = sha256_file(&dir.join(file))?;
+        if &got != want {
+            bail!(
+                "{}: SHA-256 {got} does not match the recorded {want} (the file is corrupt)",
+                dir.join(file).display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A restored checkpoint.
+pub struct Restored<M> {
+    pub model: M,
+    pub step: u64,
+}
+
+fn load_entry<M: Module>(
+    out: &Path,
+    entry: &CheckpointEntry,
+    model: M,
+    optimizer: &mut ModelOptimizer,
+    device: &Device,
+) -> Result<M> {
+    verify(out, entry)?;
+    let dir = out.join(&entry.dir);
+    let model = load_model(model, &dir)?;
+    let bytes = std::fs::read(dir.join(OPTIMIZER_FILE))
+        .with_context(|| format!("cannot read {}", dir.display()))?;
+    optimizer
+        .load_state(OptimizerState::from_bytes(&bytes)?, device)
+        .with_context(|| format!("resuming from {}", dir.display()))?;
+    Ok(model)
+}
+
+/// Loads the newest checkpoint whose files match their checksums: the newest one, or, when it is
+/// corrupt, the one before it (saying so on stderr).
+pub fn restore<M: Module + Clone>(
+    out: &Path,
+    pointer: &CheckpointPointer,
+    model: M,
+    optimizer: &mut ModelOptimizer,
+    device: &Device,
+) -> Result<Restored<M>> {
+    match load_entry(out, &pointer.newest, model.clone(), optimizer, device) {
+        Ok(model) => Ok(Restored {
+            model,
+            step: pointer.newest.step,
+        }),
+        Err(newest_error) => {
+            let Some(previous) = &pointer.previous else {
+                return Err(newest_error.context(format!(
+                    "{}: the newest checkpoint cannot be used and there is no earlier one",
+                    out.display()
+                )));
+            };
+            eprintln!(
+                "warning: {newest_error:#}; resuming from the previous checkpoint {} (step {}) instead",
+                previous.dir, previous.step
+            );
+            let model = load_entry(out, previous, model, optimizer, device).with_context(|| {
+                format!(
+                    "{}: neither the newest checkpoint nor the one before it can be used",
+                    out.display()
+                )
+            })?;
+            Ok(Restored {
+                model,
+                step: previous.step,
+            })
+        }
+    }
+}
+
+pub fn load_model<M: Module>(model: M, dir: &Path) -> Result<M> {
+    model
+        .try_load_file(dir.join(MODEL_FILE))
+        .map_err(|e| anyhow::anyhow!("loading the model from {}: {e:?}", dir.display()))
+}
+
+/// Refuses to start a fresh run over an earlier one's records: with `--resume` and no
+/// `checkpoint.json`, or without `--resume` in a directory that already holds a run.
+pub fn check_fresh_start(out: &Path, resume: bool) -> Result<()> {
+    let metrics = out.join("metrics.jsonl");
+    let checkpoints = checkpoint_dirs(out)?;
+    if !metrics.exists() && checkpoints.is_empty() {
+        return Ok(());
+    }
+    if resume {
+        bail!(
+            "{}: --resume found no checkpoint.json, but the directory holds {}; refusing to start over and discard them (a run killed before its first evaluation has nothing to resume: remove the directory or choose another --out)",
+            out.display(),
+            if checkpoints.is_empty() {
+                "metrics.jsonl".to_string()
+            } else {
+                format!("{} checkpoint directories", checkpoints.len())
+            }
+        );
+    }
+    bail!(
+        "{} already holds a run (metrics.jsonl or checkpoints); continue it with --resume or choose another --out",
+        out.display()
+    )
+}
+
+/// The config fields a resumed run may change: the budget and evaluation cadence, and how the
+/// batch is cut (micro-batches, devices) and loaded, none of which changes the mathematics of a
+/// step.
+const MAY_CHANGE_ON_RESUME: &[&str] = &[
+    "train.steps",
+    "train.eval_every",
+    "train.micro_batch_size",
+    "train.devices",
+    "data.source.ImageNet.workers",
+    "data.source.ImageNet.prefetch",
+];
+
+fn leaves(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
+    match v {
+        serde_json::Value::Object(map) if !map.is_empty() => {
+            for (k, child) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaves(&path, child, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
+}
+
+/// With `--resume`: the run directory's `config.ron` and the new config may differ only in
+/// [`MAY_CHANGE_ON_RESUME`]; otherwise an error lists every differing field.
+pub fn check_resume_config(out: &Path, config: &RunConfig) -> Result<()> {
+    let path = out.join("config.ron");
+    if !path.exists() {
+        return Ok(());
+    }
+    let old: RunConfig = load_ron(&path)
+        .with_context(|| format!("{}: the config of the run being resumed", path.display()))?;
+    let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
+    leaves("", &serde_json::to_value(&old)?, &mut a);
+    leaves("", &serde_json::to_value(config)?, &mut b);
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let differing: Vec<String> = keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .filter(|k| !MAY_CHANGE_ON_RESUME.iter().any(|m| k.starts_with(m)))
+        .map(|k| {
+            let show = |v: Option<&serde_json::Value>| v.map_or("absent".into(), |v| v.to_string());
+            format!("{k}: {} -> {}", show(a.get(k)), show(b.get(k)))
+        })
+        .collect();
+    if !differing.is_empty() {
+        bail!(
+            "--resume: the config differs from the run's {} in {}; only {} may change when resuming (start a new run with another --out)",
+            path.display(),
+            differing.join(", "),
+            MAY_CHANGE_ON_RESUME.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// What the kept metrics say about the run so far: the last loss and the last evaluation.
+#[derive(Default)]
+pub struct SoFar {
+    pub loss: Option<f64>,
+    pub val: Option<f64>,
+    pub train: Option<f64>,
+}
+
+/// Keeps the lines of `metrics.jsonl` before `step` (the groups and setup lines and what the
+/// checkpoint covers), rewritten atomically. An unparseable *last* line (a write cut short by a
+/// full disk or a kill) is dropped with a message; an unparseable line elsewhere is an error.
+pub fn truncate_metrics(path: &Path, step: u64) -> Result<SoFar> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut kept = String::new();
+    let mut so_far = SoFar::default();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let v: serde_json::Value = match serde_json::from_str(line) {
+            Ok(v) => v,
+            Err(e) if i + 1 == lines.len() => {
+                eprintln!(
+                    "warning: {}: dropping its torn last line {} ({e})",
+                    path.display(),
+                    i + 1
+                );
+                continue;
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("{}: line {} is not JSON", path.display(), i + 1));
+            }
+        };
+        let keep = match v["step"].as_u64() {
+            None => true,
+            // Per-step lines carry the step before the update; evaluations the step after it.
+            Some(s) if v.get("val_accuracy").is_some() => s <= step,
+            Some(s) => s < step,
+        };
+        if keep {
+            kept.push_str(line);
+            kept.push('\n');
+            if let Some(l) = v["loss"].as_f64() {
+                so_far.loss = Some(l);
+            }
+            if let (Some(val), Some(train)) =
+                (v["val_accuracy"].as_f64(), v["train_accuracy"].as_f64())
+            {
+                so_far.val = Some(val);
+                so_far.train = Some(train);
+            }
+        }
+    }
+    write_atomic(path, kept.as_bytes())?;
+    Ok(so_far)
+}
+
+/// Appends JSON lines, flushed one by one so a crash loses at most the line being written.
+pub struct Metrics {
+    file: std::fs::File,
+}
+
+impl Metrics {
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Self { file })
+    }
+
+    pub fn append(path: &Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(Self { file })
+    }
+
+    pub fn write(&mut self, line: &serde_json::Value) -> Result<()> {
+        let mut text = serde_json::to_string(line)?;
+        text.push('\n');
+        self.file.write_all(text.as_bytes())?;
+        Ok(())
+    }
+}
