@@ -273,5 +273,9 @@ mod replay;
 #[path = "support/study.rs"]
 mod study;
 
+#[cfg(feature = "wgpu")]
+#[path = "support/wgpu.rs"]
+mod wgpu;
+
 #[path = "support/workloads.rs"]
 mod workloads;

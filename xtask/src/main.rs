@@ -4,7 +4,9 @@
 //!   `configs/models/<model>.ron` with `configs/optimizers/<optimizer>.ron` and trains (release
 //!   build) into `runs/<model>-<optimizer>`.
 //! - `cargo xtask test`: formatting, clippy (`-D warnings`) over all targets with all features
-//!   (so the `wgpu` and `cuda` backends are type-checked too), then all tests: what CI runs.
+//!   (so the `wgpu` and `cuda` backends are type-checked too), then all tests with the WGPU set
+//!   (installing Mesa's Vulkan drivers first where they are missing and it runs as root on
+//!   Debian/Ubuntu): what CI runs.
 //!
 //! burn 0.22's CUDA backend depends on `tracel-llvm-bundler`, whose build script downloads an LLVM
 //! bundle even for `cargo check`. Its documented docs.rs switch (`DOCS_RS` set) skips that
@@ -141,22 +143,84 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ];
-    type Step<'a> = (&'a [&'a str], Option<(&'a str, &'a str)>);
-    let steps: [Step; 3] = [
-        (&["fmt", "--all", "--check"], None),
-        (clippy, Some(("DOCS_RS", "1"))),
-        (&["test", "--workspace"], None),
-    ];
-    for (args, env) in steps {
-        eprintln!("xtask: cargo {}", args.join(" "));
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(root()).args(args);
-        if let Some((k, v)) = env {
-            cmd.env(k, v);
+    // The tests include the WGPU set (tests/tests/support/wgpu.rs), run on whatever Vulkan
+    // driver the machine has; Mesa's software one (lavapipe) is enough.
+    let tests: &[&str] = &["test", "--workspace", "--features", "bigbatch-tests/wgpu"];
+    eprintln!("xtask: cargo fmt --all --check");
+    status(
+        Command::new(cargo)
+            .current_dir(root())
+            .args(["fmt", "--all", "--check"]),
+    )?;
+    eprintln!("xtask: cargo {}", clippy.join(" "));
+    status(
+        Command::new(cargo)
+            .current_dir(root())
+            .args(clippy)
+            .env("DOCS_RS", "1"),
+    )?;
+    let runtime_dir = ensure_vulkan()?;
+    eprintln!("xtask: cargo {}", tests.join(" "));
+    status(
+        Command::new(cargo)
+            .current_dir(root())
+            .args(tests)
+            .env("XDG_RUNTIME_DIR", runtime_dir),
+    )
+}
+
+/// A Vulkan driver for the WGPU tests: present already, or Mesa's (software lavapipe included)
+/// installed with apt-get when running as root on Debian/Ubuntu. Returns an `XDG_RUNTIME_DIR`
+/// for the Vulkan loader (the caller's, or a private one under the target directory).
+fn ensure_vulkan() -> Result<PathBuf> {
+    let icd_dirs = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"];
+    let has_icd = || {
+        icd_dirs
+            .iter()
+            .any(|d| std::fs::read_dir(d).is_ok_and(|mut entries| entries.next().is_some()))
+    };
+    let has_loader = || {
+        [
+            "/usr/lib/x86_64-linux-gnu",
+            "/usr/lib/aarch64-linux-gnu",
+            "/usr/lib",
+            "/usr/lib64",
+        ]
+        .iter()
+        .any(|d| Path::new(d).join("libvulkan.so.1").exists())
+    };
+    if !(has_icd() && has_loader()) {
+        let root_user = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let apt = Path::new("/usr/bin/apt-get").exists();
+        if !(root_user && apt) {
+            bail!(
+                "the WGPU tests need a Vulkan driver and loader; on Debian/Ubuntu run `apt-get install mesa-vulkan-drivers libvulkan1` as root (Mesa's software renderer is enough), elsewhere install your GPU's Vulkan driver"
+            );
         }
-        status(&mut cmd)?;
+        eprintln!(
+            "xtask: installing Mesa's Vulkan drivers for the WGPU tests (apt-get install mesa-vulkan-drivers libvulkan1)"
+        );
+        status(Command::new("apt-get").args(["update", "-q"]))?;
+        status(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "mesa-vulkan-drivers", "libvulkan1"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
     }
-    Ok(())
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let dir = root().join("target/xdg-runtime");
+    std::fs::create_dir_all(&dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(dir)
 }
 
 fn status(cmd: &mut Command) -> Result<()> {

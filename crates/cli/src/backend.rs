@@ -80,6 +80,13 @@ fn probe(device: &Device, what: &str) -> Result<()> {
     }
 }
 
+/// Where models are initialised before they move to the training device: the CPU, seeded, so
+/// that a seed means the same initial weights on every backend (each backend has its own random
+/// generator).
+pub fn init_device() -> Device {
+    Device::flex().autodiff()
+}
+
 /// The device without autodiff (for work that takes no gradients, such as `bigbatch replay`).
 pub fn plain_device(backend: Backend) -> Result<Device> {
     match backend {

@@ -25,6 +25,8 @@ use anyhow::{Context, Result, bail};
 use bigbatch_core::ModelOptimizer;
 use bigbatch_core::config::{to_ron, write_atomic};
 use bigbatch_core::params::describe;
+use burn::module::Module;
+use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -188,6 +190,26 @@ fn part_seed(seed: u64, step: u64, first: usize) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The model of `workload`, initialised from `seed` on the CPU ([`backend::init_device`]) and
+/// moved to `device`: the same weights for a seed on every backend.
+pub fn init_model<W: Workload>(workload: &W, seed: u64, device: &Device) -> Result<W::Model> {
+    let host = backend::init_device();
+    let model = {
+        // burn initialises parameters lazily; `describe` reads every one, which materialises them
+        // inside the lock.
+        let _guard = rng_lock();
+        host.seed(seed);
+        let model = workload.init(&host)?;
+        describe(&model);
+        model
+    };
+    Ok(if *device == host {
+        model
+    } else {
+        model.fork(device)
+    })
+}
+
 /// The generic training loop: config -> model + parameter groups -> optimizer -> steps ->
 /// metrics, evaluations and checkpoints.
 pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary> {
@@ -195,15 +217,8 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
     let device = split.main_device();
     let started = std::time::Instant::now();
     let out = &options.out_dir;
-    let (mut model, params) = {
-        // burn initialises parameters lazily; `describe` reads every one, which materialises them
-        // inside the lock.
-        let _guard = rng_lock();
-        device.seed(config.train.seed);
-        let model = workload.init(device)?;
-        let params = describe(&model);
-        (model, params)
-    };
+    let mut model = init_model(&workload, config.train.seed, device)?;
+    let params = describe(&model);
     let mut optimizer = ModelOptimizer::new(&config.optimizer, params)?;
     let metrics_path = out.join("metrics.jsonl");
     let mut start = 0;

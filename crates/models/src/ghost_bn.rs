@@ -131,7 +131,7 @@ impl GhostBatchNorm {
             self.virtual_batch_size
         };
         assert!(
-            b % v == 0 && first_example % v == 0,
+            b.is_multiple_of(v) && first_example.is_multiple_of(v),
             "a part of {b} examples starting at example {first_example} does not consist of whole virtual batches of {v}"
         );
         let groups = b / v;

@@ -47,7 +47,7 @@ fn config(model: &str, optimizer: &str, sets: &[String]) -> RunConfig {
 
 /// Runs `steps` optimizer steps of `workload` with the given split and returns the per-step
 /// losses and every float of the final model.
-fn run_steps<W: Workload>(
+pub(super) fn run_steps<W: Workload>(
     mut workload: W,
     config: &RunConfig,
     micro: usize,
@@ -56,8 +56,7 @@ fn run_steps<W: Workload>(
 ) -> (Vec<f64>, Vec<f32>) {
     let split = BatchSplit::new(config.train.batch_size, micro, devices).unwrap();
     let main = split.main_device().clone();
-    main.seed(config.train.seed);
-    let mut model = workload.init(&main).unwrap();
+    let mut model = bigbatch_cli::train::init_model(&workload, config.train.seed, &main).unwrap();
     let mut optimizer = ModelOptimizer::new(&config.optimizer, describe(&model)).unwrap();
     let mut losses = Vec::new();
     for s in 0..steps {
@@ -73,7 +72,7 @@ fn run_steps<W: Workload>(
     (losses, floats(&model))
 }
 
-fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
+pub(super) fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
     let worst = a
         .iter()
@@ -83,7 +82,7 @@ fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
     assert!(worst < tol, "{what}: largest relative difference {worst}");
 }
 
-fn resnet_config(extra: &[&str]) -> RunConfig {
+pub(super) fn resnet_config(extra: &[&str]) -> RunConfig {
     let mut sets: Vec<String> = [
         "train.batch_size=32",
         "model.widths=[4,4,4,4]",
@@ -98,7 +97,7 @@ fn resnet_config(extra: &[&str]) -> RunConfig {
     config("resnet.ron", "lamb.ron", &sets)
 }
 
-fn resnet_workload(config: &RunConfig) -> InMemoryClassification {
+pub(super) fn resnet_workload(config: &RunConfig) -> InMemoryClassification {
     let ModelConfig::ResNet(model) = &config.model else {
         unreachable!()
     };
@@ -128,7 +127,7 @@ fn resnet_micro_batches_equal_one_piece() {
     assert!((l8[2] - l1[2]).abs() > 1e-4, "{l8:?} vs {l1:?}");
 }
 
-fn bert_config() -> RunConfig {
+pub(super) fn bert_config() -> RunConfig {
     let sets: Vec<String> = [
         "data.source.Bert.documents=12",
         "data.source.Bert.eval_documents=2",
@@ -151,7 +150,7 @@ fn bert_config() -> RunConfig {
     config("bert-tiny.ron", "bert_adam.ron", &sets)
 }
 
-fn bert_workload(config: &RunConfig) -> Pretraining {
+pub(super) fn bert_workload(config: &RunConfig) -> Pretraining {
     let ModelConfig::Bert(model) = &config.model else {
         unreachable!()
     };

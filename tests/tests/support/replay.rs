@@ -15,7 +15,7 @@ fn reference_dir() -> PathBuf {
     root().join("tests/reference")
 }
 
-fn trace() -> Trace {
+pub(super) fn trace() -> Trace {
     let path = reference_dir().join("trace.json");
     let trace: Trace = parse_json(
         &std::fs::read_to_string(&path).unwrap(),
@@ -27,7 +27,7 @@ fn trace() -> Trace {
 }
 
 /// Every `(name, config file)` under tests/reference/cases.
-fn cases() -> Vec<(String, PathBuf)> {
+pub(super) fn cases() -> Vec<(String, PathBuf)> {
     let mut out: Vec<_> = std::fs::read_dir(reference_dir().join("cases"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -40,7 +40,7 @@ fn cases() -> Vec<(String, PathBuf)> {
 
 /// `|got - want| <= tol * max(1, |want|)` for every value of every step, same groups and the same
 /// tensors reporting a trust ratio.
-fn compare(case: &str, got: &ReplayOutput, want: &serde_json::Value, tol: f64) {
+pub(super) fn compare(case: &str, got: &ReplayOutput, want: &serde_json::Value, tol: f64) {
     let groups: std::collections::BTreeMap<String, String> =
         serde_json::from_value(want["groups"].clone()).unwrap();
     assert_eq!(got.groups, groups, "{case}: group assignment");

@@ -415,6 +415,8 @@ fn a_changed_search_space_is_refused_in_the_old_directory() {
     let study = Study::load(&changed, Some(dir.join("d"))).unwrap();
     let trials = study.trials().unwrap();
     assert_eq!(trials.keys().copied().collect::<Vec<_>>(), vec![1]);
+    assert_eq!(trials[&1].summary.micro_batch_size, 8);
+    assert_eq!(trials[&1].summary.batch_size, 16);
     let aside: Vec<_> = std::fs::read_dir(dir.join("d"))
         .unwrap()
         .filter_map(|e| e.ok())

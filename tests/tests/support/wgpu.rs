@@ -1,0 +1,154 @@
+//! The WGPU backend executed (on Mesa's software Vulkan in CI): the reference optimizer
+//! trajectories, a few training steps against the CPU backend from the same seed, and
+//! checkpoints that move between the backends. Compiled with `--features wgpu`.
+//!
+//! Tolerances: the reference trajectories use the CPU's f32 tolerance (2e-5 relative); training
+//! on WGPU and on the CPU differs by f32 rounding in differently ordered reductions, which a few
+//! steps amplify only slightly (losses within 1e-4, parameters within 1e-3 relative).
+
+use super::large_batch::{
+    assert_close, bert_config, bert_workload, numbers, resnet_config, resnet_workload, run_steps,
+};
+use super::replay::{cases, compare, trace};
+use super::{root, scratch};
+use bigbatch_cli::run_cli;
+use bigbatch_cli::run_config::compose_optimizer;
+use bigbatch_core::replay::{Precision, replay};
+use burn::tensor::{Device, DeviceKind};
+use std::path::{Path, PathBuf};
+
+fn wgpu() -> Device {
+    Device::wgpu(DeviceKind::DefaultDevice)
+}
+
+#[test]
+fn reference_trajectories_on_wgpu() {
+    bigbatch_cli::link_plugins();
+    let trace = trace();
+    for (name, path) in &cases() {
+        let setup = compose_optimizer(std::slice::from_ref(path), &[]).unwrap();
+        let want: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(path.with_file_name(format!("{name}.expected.json"))).unwrap(),
+        )
+        .unwrap();
+        let got = replay(&setup, &trace, Precision::F32, &wgpu()).unwrap();
+        compare(name, &got, &want, 2e-5);
+    }
+}
+
+fn f32s(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+/// resnet (ghost batch norm) and bert-tiny: 3 steps on WGPU and on the CPU from the same seed
+/// start from the same weights (initialised on the host) and stay together.
+#[test]
+fn training_on_wgpu_matches_the_cpu() {
+    let c = resnet_config(&[]);
+    let cpu = Device::flex().autodiff();
+    let gpu = wgpu().autodiff();
+    let (lc, pc) = run_steps(resnet_workload(&c), &c, 32, vec![cpu.clone()], 3);
+    let (lg, pg) = run_steps(resnet_workload(&c), &c, 32, vec![gpu.clone()], 3);
+    assert!((lc[0] - lg[0]).abs() < 1e-5, "step-0 loss {lc:?} vs {lg:?}");
+    assert_close("resnet losses", &f32s(&lc), &f32s(&lg), 1e-4);
+    assert_close("resnet parameters", &pc, &pg, 1e-3);
+    let b = bert_config();
+    let (lc, pc) = run_steps(bert_workload(&b), &b, 16, vec![cpu], 3);
+    let (lg, pg) = run_steps(bert_workload(&b), &b, 16, vec![gpu], 3);
+    assert_close("bert losses", &f32s(&lc), &f32s(&lg), 1e-4);
+    assert_close("bert parameters", &pc, &pg, 1e-3);
+}
+
+/// A small IDX copy of the embedded Fashion-MNIST (256 training, 64 test images), so that
+/// evaluation on the software renderer takes seconds.
+fn small_idx(dir: &Path) -> PathBuf {
+    let (train, test) = bigbatch_data::idx::embedded_fashion_mnist().unwrap();
+    let write = |name: &str, dims: &[u32], data: &[u8]| {
+        let mut out = vec![0, 0, 8, dims.len() as u8];
+        for d in dims {
+            out.extend(d.to_be_bytes());
+        }
+        out.extend(data);
+        std::fs::write(dir.join(name), out).unwrap();
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    for (prefix, set, n) in [("train", &train, 256usize), ("t10k", &test, 64)] {
+        write(
+            &format!("{prefix}-images-idx3-ubyte"),
+            &[n as u32, 28, 28],
+            &set.images[..n * 784],
+        );
+        write(
+            &format!("{prefix}-labels-idx1-ubyte"),
+            &[n as u32],
+            &set.labels[..n],
+        );
+    }
+    dir.to_path_buf()
+}
+
+fn train(out: &Path, data: &Path, backend: &str, steps: &str, resume: bool) {
+    let mut args: Vec<String> = [
+        "bigbatch",
+        "train",
+        "--no-progress",
+        "--backend",
+        backend,
+        "--data",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(data.display().to_string());
+    for (flag, value) in [
+        ("--config", root().join("configs/models/resnet.ron")),
+        ("--config", root().join("configs/optimizers/lamb.ron")),
+        ("--out", out.to_path_buf()),
+    ] {
+        args.push(flag.into());
+        args.push(value.display().to_string());
+    }
+    for set in [
+        "train.batch_size=32",
+        "model.widths=[4,4,4,4]",
+        "model.bn.virtual_batch_size=8",
+        "train.eval_every=2",
+        "train.train_eval_examples=32",
+        steps,
+    ] {
+        args.push("--set".into());
+        args.push(set.into());
+    }
+    if resume {
+        args.push("--resume".into());
+    }
+    run_cli(args).unwrap();
+}
+
+/// A checkpoint written on WGPU resumes on the CPU and the other way round; both continue like a
+/// run on one backend (within the cross-backend tolerance).
+#[test]
+fn checkpoints_move_between_backends() {
+    let dir = scratch("wgpu-checkpoints");
+    let data = small_idx(&dir.join("data"));
+    let straight = dir.join("straight");
+    train(&straight, &data, "cpu", "train.steps=4", false);
+    let losses = |d: &Path| -> Vec<f32> {
+        numbers(&d.join("metrics.jsonl"))
+            .iter()
+            .filter_map(|l| l["loss"].as_f64())
+            .map(|x| x as f32)
+            .collect()
+    };
+    for (first, second) in [("wgpu", "cpu"), ("cpu", "wgpu")] {
+        let out = dir.join(format!("{first}-then-{second}"));
+        train(&out, &data, first, "train.steps=2", false);
+        train(&out, &data, second, "train.steps=4", true);
+        assert_close(
+            &format!("{first} then {second}"),
+            &losses(&straight),
+            &losses(&out),
+            1e-4,
+        );
+    }
+}
