@@ -3,10 +3,10 @@
 //! - `cargo xtask train <model> <optimizer> [--features F] [-- <bigbatch train args>]`: composes
 //!   `configs/models/<model>.ron` with `configs/optimizers/<optimizer>.ron` and trains (release
 //!   build) into `runs/<model>-<optimizer>`.
-//! - `cargo xtask test`: formatting, clippy (`-D warnings`) over all targets with all features
-//!   (so the `wgpu` and `cuda` backends are type-checked too), then all tests with the WGPU set
-//!   (installing Mesa's Vulkan drivers first where they are missing and it runs as root on
-//!   Debian/Ubuntu): what CI runs.
+//! - `cargo xtask test [--wgpu]`: formatting, clippy (`-D warnings`) over all targets with all
+//!   features (so the `wgpu` and `cuda` backends are type-checked too), then all tests: what CI
+//!   runs. `--wgpu` adds the WGPU test set, on Mesa's software Vulkan where no GPU driver is
+//!   installed (installed with apt-get when missing and it runs as root on Debian/Ubuntu).
 //!
 //! burn 0.22's CUDA backend depends on `tracel-llvm-bundler`, whose build script downloads an LLVM
 //! bundle even for `cargo check`. Its documented docs.rs switch (`DOCS_RS` set) skips that
@@ -33,9 +33,13 @@ fn root() -> PathBuf {
 fn run(args: Vec<String>) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("train") => train(&args[1..]),
-        Some("test") => test(),
+        Some("test") => match args.get(1).map(String::as_str) {
+            None => test(false),
+            Some("--wgpu") => test(true),
+            Some(other) => bail!("cargo xtask test: unknown option {other} (only --wgpu)"),
+        },
         _ => bail!(
-            "usage:\n  cargo xtask train <model> <optimizer> [--features F] [-- <bigbatch train args>]\n  cargo xtask test"
+            "usage:\n  cargo xtask train <model> <optimizer> [--features F] [-- <bigbatch train args>]\n  cargo xtask test [--wgpu]"
         ),
     }
 }
@@ -132,7 +136,7 @@ fn train(args: &[String]) -> Result<()> {
     status(&mut cmd)
 }
 
-fn test() -> Result<()> {
+fn test(wgpu: bool) -> Result<()> {
     let cargo = env!("CARGO");
     let clippy: &[&str] = &[
         "clippy",
@@ -143,9 +147,15 @@ fn test() -> Result<()> {
         "-D",
         "warnings",
     ];
-    // The tests include the WGPU set (tests/tests/support/wgpu.rs), run on whatever Vulkan
-    // driver the machine has; Mesa's software one (lavapipe) is enough.
-    let tests: &[&str] = &["test", "--workspace", "--features", "bigbatch-tests/wgpu"];
+    // With --wgpu the tests include the WGPU set (tests/tests/support/wgpu.rs), run on whatever
+    // Vulkan driver the machine has; Mesa's software one (lavapipe) is enough. It is not part of
+    // CI: building burn's WGPU stack into the tests adds about 30 minutes on 2 cores and the set
+    // runs for minutes on the software renderer.
+    let tests: &[&str] = if wgpu {
+        &["test", "--workspace", "--features", "bigbatch-tests/wgpu"]
+    } else {
+        &["test", "--workspace"]
+    };
     eprintln!("xtask: cargo fmt --all --check");
     status(
         Command::new(cargo)
@@ -159,14 +169,13 @@ fn test() -> Result<()> {
             .args(clippy)
             .env("DOCS_RS", "1"),
     )?;
-    let runtime_dir = ensure_vulkan()?;
+    let mut run = Command::new(cargo);
+    run.current_dir(root()).args(tests);
+    if wgpu {
+        run.env("XDG_RUNTIME_DIR", ensure_vulkan()?);
+    }
     eprintln!("xtask: cargo {}", tests.join(" "));
-    status(
-        Command::new(cargo)
-            .current_dir(root())
-            .args(tests)
-            .env("XDG_RUNTIME_DIR", runtime_dir),
-    )
+    status(&mut run)
 }
 
 /// A Vulkan driver for the WGPU tests: present already, or Mesa's (software lavapipe included)

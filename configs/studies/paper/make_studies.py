@@ -12,7 +12,8 @@ Mapping of the paper's symbols to run-config paths:
   lambda                           optimizer.default.weight_decay (decay_mode in the base)
   tau                              train.label_smoothing
   gamma0, rho, epsilon             model.bn.gamma0 / momentum / epsilon
-  p (Table 7)                      "schedule.power, schedule.warmup_power" (one tied value)
+  p (Table 7)                      "schedule.p_warmup, schedule.p_decay" (one tied value; the
+                                   paper's Adam: bias-corrected, PiecewisePolynomial schedule)
   np.logspace / explicit sets      Discrete([...]) (quasi-random) or Sweep([...]) (grids, 17-19)
 
 Paper typos kept out: Tables 12-16 print t_decay ranges "[2392, 2.658]" and "[2533, 2.815]";
@@ -254,8 +255,8 @@ write("table7-bert-adam-phase1.ron", "Table 7",
       "Adam on BERT-Large phase 1 (the same space serves every phase): p ties the warmup and "
       "decay powers; selection by MLM accuracy on 10k training examples (FinalTrainAccuracy).",
       ["../../models/bert-large-phase1.ron", "../../optimizers/bert_adam_table8_phase1.ron"],
-      {"schedule.power, schedule.warmup_power": ("Discrete", [1.0, 2.0]),
-       "schedule.peak": ("Log", 1e-5, 1.0),
+      {"schedule.p_warmup, schedule.p_decay": ("Discrete", [1.0, 2.0]),
+       "schedule.eta_peak": ("Log", 1e-5, 1.0),
        "optimizer.default.optimizer.config.beta1": ("OneMinus", ("Log", 1e-2, 0.5)),
        "optimizer.default.optimizer.config.beta2": ("OneMinus", ("Log", 1e-2, 0.5)),
        WD: ("Log", 1e-3, 10.0)},

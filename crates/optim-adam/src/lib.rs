@@ -139,7 +139,7 @@ fn build_bert_adam(
 inventory::submit! {
     OptimizerPlugin {
         name: "adam",
-        description: "Adam with bias correction; L2 decay added to the gradient (Kingma & Ba 2015; optax.adam, torch Adam)",
+        description: "Adam with bias correction; L2 decay added to the gradient (Kingma & Ba 2015; optax.adam, torch Adam); no momentum buffer; default decay L2",
         config_doc: CONFIG_DOC,
         build: build_adam,
     }
@@ -148,7 +148,7 @@ inventory::submit! {
 inventory::submit! {
     OptimizerPlugin {
         name: "adamw",
-        description: "AdamW: w <- w - lr (r + lambda w) (Loshchilov & Hutter 2019; optax.adamw, torch AdamW)",
+        description: "AdamW: w <- w - lr (r + lambda w) (Loshchilov & Hutter 2019; optax.adamw, torch AdamW); no momentum buffer; default decay decoupled",
         config_doc: CONFIG_DOC,
         build: build_adamw,
     }
@@ -157,7 +157,7 @@ inventory::submit! {
 inventory::submit! {
     OptimizerPlugin {
         name: "bert_adam",
-        description: "BERT's AdamWeightDecayOptimizer: no bias correction, eps 1e-6, w <- w - lr (m/(sqrt(v)+eps) + lambda w)",
+        description: "BERT's AdamWeightDecayOptimizer: no bias correction, eps 1e-6, w <- w - lr (m/(sqrt(v)+eps) + lambda w); no momentum buffer; default decay decoupled",
         config_doc: CONFIG_DOC,
         build: build_bert_adam,
     }

@@ -139,7 +139,7 @@ fn build(config: &serde_json::Value, ctx: &GroupContext) -> Result<Box<dyn Tenso
 inventory::submit! {
     OptimizerPlugin {
         name: "lamb",
-        description: "LAMB: bias-corrected Adam direction plus decoupled decay, scaled by the layer-wise trust ratio ||w||/||u|| (You et al. 2019; optax.lamb)",
+        description: "LAMB: bias-corrected Adam direction plus decoupled decay, scaled by the layer-wise trust ratio ||w||/||u|| (You et al. 2019; optax.lamb); no momentum buffer; default decay decoupled",
         config_doc: CONFIG_DOC,
         build,
     }

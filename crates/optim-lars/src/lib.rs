@@ -143,7 +143,7 @@ fn build(config: &serde_json::Value, ctx: &GroupContext) -> Result<Box<dyn Tenso
 inventory::submit! {
     OptimizerPlugin {
         name: "lars",
-        description: "LARS: momentum (lr inside the buffer) on a layer-wise trust-ratio-scaled gradient; variants mlperf (flax/MLPerf reference) and optax (optax.lars)",
+        description: "LARS: momentum (lr inside the buffer) on a layer-wise trust-ratio-scaled gradient; variants mlperf (flax/MLPerf reference) and optax (optax.lars); default decay L2",
         config_doc: CONFIG_DOC,
         build,
     }

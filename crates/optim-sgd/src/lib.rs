@@ -131,7 +131,7 @@ fn build_nesterov(
 inventory::submit! {
     OptimizerPlugin {
         name: "heavy_ball",
-        description: "Heavy-ball momentum, no dampening: v <- mu v + g; w <- w - lr v (Nado et al. 2021, 2.1.1)",
+        description: "Heavy-ball momentum, no dampening: v <- mu v + g; w <- w - lr v (Nado et al. 2021, 2.1.1); lr outside the buffer unless lr_inside_buffer; default decay L2",
         config_doc: CONFIG_DOC,
         build: build_heavy_ball,
     }
@@ -140,7 +140,7 @@ inventory::submit! {
 inventory::submit! {
     OptimizerPlugin {
         name: "nesterov",
-        description: "Nesterov momentum, no dampening: v <- mu v + g; w <- w - lr (mu v + g) (Nado et al. 2021, 2.1.1)",
+        description: "Nesterov momentum, no dampening: v <- mu v + g; w <- w - lr (mu v + g) (Nado et al. 2021, 2.1.1); lr outside the buffer unless lr_inside_buffer; default decay L2",
         config_doc: CONFIG_DOC,
         build: build_nesterov,
     }

@@ -302,3 +302,64 @@ fn replay_command_writes_json_and_rejects_bad_traces() {
     );
     assert!(e.contains("opt.ron has an `optimizer` section"), "{e}");
 }
+
+/// The MLPerf LARS preset's bias/batch-norm group puts the learning rate inside the momentum
+/// buffer, as TensorFlow's LARSOptimizer does for every tensor (`apply_momentum(var, mom, 1.0,
+/// grad * lr, momentum)`: v <- mu v + lr g, w <- w - v). By hand, mu = 0.929, w0 = 0.5, gradients
+/// 0.2, -0.1, 0.4 at learning rates 0.1, 0.3, 0.2:
+///   v1 = 0.1 * 0.2 = 0.02                         w1 = 0.48
+///   v2 = 0.929 * 0.02 - 0.3 * 0.1 = -0.01142      w2 = 0.49142
+///   v3 = 0.929 * -0.01142 + 0.2 * 0.4 = 0.06939082  w3 = 0.42202918
+/// (the learning rate outside the buffer would give w2 = 0.48 - 0.3 * 0.0858 = 0.45426).
+#[test]
+fn mlperf_lars_preset_keeps_the_learning_rate_inside_the_bias_buffer() {
+    use bigbatch_core::ParamKind;
+    use bigbatch_core::params::ParamInfo;
+    bigbatch_cli::link_plugins();
+    let setup =
+        compose_optimizer(&[root().join("configs/optimizers/lars_mlperf.ron")], &[]).unwrap();
+    let params = vec![
+        ParamInfo {
+            path: "fc.weight".into(),
+            kind: ParamKind::Weight,
+            shape: vec![2],
+        },
+        ParamInfo {
+            path: "fc.bias".into(),
+            kind: ParamKind::Bias,
+            shape: vec![1],
+        },
+    ];
+    let mut opt = ModelOptimizer::new(&setup, params).unwrap();
+    assert_eq!(opt.group_of(1), "bias_and_bn");
+    let device = Device::flex();
+    let mut values = vec![
+        Tensor::<1>::from_floats([1.0, -2.0], &device),
+        Tensor::<1>::from_floats([0.5], &device),
+    ];
+    let want = [0.48, 0.49142, 0.42202918];
+    for (step, (lr, g)) in [(0.1, 0.2f32), (0.3, -0.1), (0.2, 0.4)]
+        .into_iter()
+        .enumerate()
+    {
+        let slots = values
+            .iter()
+            .zip([
+                Tensor::<1>::from_floats([0.3, 0.1], &device),
+                Tensor::<1>::from_floats([g], &device),
+            ])
+            .map(|(v, grad)| ParamSlot {
+                value: v.clone(),
+                grad,
+            })
+            .collect();
+        values = opt.step(lr, slots);
+        let b: Vec<f32> = values[1].clone().into_data().try_to_vec().unwrap();
+        assert!(
+            (f64::from(b[0]) - want[step]).abs() < 1e-6,
+            "step {step}: {} vs {}",
+            b[0],
+            want[step]
+        );
+    }
+}

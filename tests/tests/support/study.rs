@@ -254,6 +254,14 @@ fn shipped_run_configs_compose() {
             "models/bert-large-phase2.ron",
             "optimizers/bert_adam_table8_phase2.ron",
         ],
+        &[
+            "models/bert-large-phase1.ron",
+            "optimizers/bert_adam_you_phase1.ron",
+        ],
+        &[
+            "models/bert-large-phase2.ron",
+            "optimizers/bert_adam_you_phase2.ron",
+        ],
     ] {
         let paths: Vec<_> = files
             .iter()
