@@ -100,6 +100,19 @@ fn train(args: &[String]) -> Result<()> {
     let model_file = config_file("models", model)?;
     let optimizer_file = config_file("optimizers", optimizer)?;
     let out = root().join("runs").join(format!("{model}-{optimizer}"));
+    // A run directory is never reused: an earlier run of the same pair is kept beside it.
+    if out.exists() {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let kept = root()
+            .join("runs")
+            .join(format!("{model}-{optimizer}.previous-{stamp}"));
+        std::fs::rename(&out, &kept)
+            .with_context(|| format!("cannot move the earlier run {} aside", out.display()))?;
+        eprintln!("xtask: the earlier run is kept in {}", kept.display());
+    }
     // Build first, with cargo's own progress (a cold release build takes about 7 minutes on 2
     // cores), then run the binary: never a silent wait.
     eprintln!(
