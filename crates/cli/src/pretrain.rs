@@ -92,9 +92,12 @@ impl Pretraining {
     }
 }
 
+/// The pretraining loss of `b` divided by `whole`'s denominators (by its own when `None`), with
+/// the labels the evaluation needs.
 fn loss_parts(
     model: &BertForPretraining,
     b: PretrainingBatch,
+    whole: Option<LossDenominators>,
 ) -> (
     bigbatch_models::PretrainingOutput,
     Tensor<2, burn::tensor::Int>,
@@ -106,13 +109,17 @@ fn loss_parts(
         token_types: b.token_types,
         padding: b.padding,
     };
-    let out = model.pretraining_loss(
-        &inputs,
-        b.masked_positions,
+    let (ids, weights, next) = (
         b.masked_ids.clone(),
         b.masked_weights.clone(),
         b.next_sentence.clone(),
     );
+    let out = match whole {
+        Some(whole) => {
+            model.pretraining_loss_part(&inputs, b.masked_positions, ids, weights, next, whole)
+        }
+        None => model.pretraining_loss(&inputs, b.masked_positions, ids, weights, next),
+    };
     (out, b.masked_ids, b.masked_weights, b.next_sentence)
 }
 
@@ -135,7 +142,7 @@ fn evaluate_set(
     let eval = model.valid();
     let mut t = Totals::default();
     for chunk in indices.chunks(EVAL_BATCH) {
-        let (out, ids, weights, next) = loss_parts(&eval, set.batch(chunk, device));
+        let (out, ids, weights, next) = loss_parts(&eval, set.batch(chunk, device), None);
         let [b, p, _] = out.mlm_logits.dims();
         let predicted = out.mlm_logits.argmax(2).reshape([b, p]);
         let mlm_hits = predicted.equal(ids).float() * weights.clone();
@@ -194,19 +201,7 @@ impl Workload for Pretraining {
         device: &Device,
     ) -> Result<Tensor<1>> {
         let b = self.train.batch(&batch.indices[range], device);
-        let inputs = BertBatch {
-            input_ids: b.input_ids,
-            token_types: b.token_types,
-            padding: b.padding,
-        };
-        let out = model.pretraining_loss_part(
-            &inputs,
-            b.masked_positions,
-            b.masked_ids,
-            b.masked_weights,
-            b.next_sentence,
-            batch.whole,
-        );
+        let (out, ..) = loss_parts(model, b, Some(batch.whole));
         Ok(out.loss)
     }
 

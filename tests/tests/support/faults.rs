@@ -2,6 +2,7 @@
 //! recovery.
 
 use super::large_batch::numbers;
+use super::workloads::bert_args;
 use super::{root, scratch, train};
 use bigbatch_cli::run_cli;
 use bigbatch_cli::run_dir::RunLock;
@@ -189,59 +190,19 @@ fn bert_numbers(out: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn bert_with_dropout_resumes_bit_identically() {
     let dir = scratch("bert-dropout-resume");
-    let args = |out: &Path, steps: &str, resume: bool| {
-        let mut v: Vec<String> = vec![
-            "bigbatch".into(),
-            "train".into(),
-            "--no-progress".into(),
-            "--config".into(),
-            root()
-                .join("configs/models/bert-tiny.ron")
-                .display()
-                .to_string(),
-            "--config".into(),
-            root()
-                .join("configs/optimizers/bert_adam.ron")
-                .display()
-                .to_string(),
-            "--out".into(),
-            out.display().to_string(),
-        ];
-        for set in [
-            "data.source.Bert.documents=12",
-            "data.source.Bert.eval_documents=2",
-            "data.source.Bert.creation.max_seq_length=32",
-            "data.source.Bert.creation.max_predictions_per_seq=5",
-            "model.hidden=32",
-            "model.heads=2",
-            "model.layers=1",
-            "model.intermediate=64",
-            "model.dropout=0.3",
-            "train.batch_size=8",
-            steps,
-            "train.eval_every=2",
-            "train.train_eval_examples=16",
-            "schedule.total_steps=4",
-            "schedule.warmup_steps=1",
-        ] {
-            v.push("--set".into());
-            v.push(set.into());
-        }
-        if resume {
-            v.push("--resume".into());
-        }
-        v
+    let args = |out: &Path, extra: &[&str]| {
+        let mut all = vec!["--set", "model.dropout=0.3"];
+        all.extend_from_slice(extra);
+        bert_args("bert-tiny.ron", out, 32, 5, &all)
     };
     let straight = dir.join("straight");
-    run_cli(args(&straight, "train.steps=4", false)).unwrap();
+    run_cli(args(&straight, &[])).unwrap();
     let part = dir.join("part");
-    run_cli(args(&part, "train.steps=2", false)).unwrap();
-    run_cli(args(&part, "train.steps=4", true)).unwrap();
+    run_cli(args(&part, &["--set", "train.steps=2"])).unwrap();
+    run_cli(args(&part, &["--resume"])).unwrap();
     assert_eq!(bert_numbers(&straight), bert_numbers(&part));
     // Dropout is in effect: without it the numbers differ.
     let plain = dir.join("plain");
-    let mut a = args(&plain, "train.steps=4", false);
-    a.extend(["--set".into(), "model.dropout=0.0".into()]);
-    run_cli(a).unwrap();
+    run_cli(args(&plain, &["--set", "model.dropout=0.0"])).unwrap();
     assert_ne!(bert_numbers(&straight), bert_numbers(&plain));
 }

@@ -2,6 +2,7 @@
 //! give the one-piece step (parameters, batch-norm running statistics, losses), resume exactly,
 //! and refuse splits that would change the mathematics.
 
+use super::workloads::lines;
 use super::{root, scratch, train};
 use bigbatch_cli::classify::InMemoryClassification;
 use bigbatch_cli::pretrain::Pretraining;
@@ -220,14 +221,6 @@ fn data_parallel_equals_one_device() {
         1e-5,
     );
     assert_close("parameters and running statistics", &p1, &p2, 1e-4);
-}
-
-fn lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// The numbers of a metrics file: every line but the setup lines, without wall-clock fields.

@@ -388,9 +388,13 @@ fn a_changed_search_space_is_refused_in_the_old_directory() {
     cli(&["study", "trial", s, "--dir", d, "--index", "0"]).unwrap();
     // The same study again is fine.
     cli(&["study", "status", s, "--dir", d]).unwrap();
+    // The changed study also fixes gradient accumulation (2 micro-batches of 8): studies run
+    // unchanged with it.
     let changed = write_study(
         &dir,
-        r#""optimizer.default.optimizer.config.beta1": Linear(0.8, 0.95),"#,
+        r#""optimizer.default.optimizer.config.beta1": Linear(0.8, 0.95),
+        "train.micro_batch_size": Fixed(8),
+        "model.bn.virtual_batch_size": Fixed(4),"#,
     );
     let e = format!(
         "{:#}",

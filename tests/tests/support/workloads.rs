@@ -9,7 +9,7 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn lines(path: &Path) -> Vec<serde_json::Value> {
+pub(super) fn lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
@@ -18,7 +18,7 @@ fn lines(path: &Path) -> Vec<serde_json::Value> {
 }
 
 /// `bert-tiny.ron` shrunk to seconds: 12 documents, a 1-layer hidden-32 model.
-fn bert_args(
+pub(super) fn bert_args(
     config: &str,
     out: &Path,
     seq: usize,
