@@ -151,3 +151,102 @@ where
     let updated = optimizer.step(lr, slots);
     Ok((scatter(model, updated), StepOutcome { loss }))
 }
+
+/// Runs `work` (a training step); a backend panic that reports device memory exhaustion becomes
+/// an error naming the sizes to lower, any other panic continues unwinding.
+pub fn guard_memory<T>(split: &BatchSplit, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            match out_of_memory(&message, split) {
+                Some(error) => Err(error),
+                None => std::panic::resume_unwind(panic),
+            }
+        }
+    }
+}
+
+/// The error for a backend message that reports device memory exhaustion (cubecl: "out of device
+/// memory allocating N bytes", "An out-of-memory error happened during launch"), or `None`.
+fn out_of_memory(message: &str, split: &BatchSplit) -> Option<anyhow::Error> {
+    let lower = message.to_lowercase();
+    if !["out of device memory", "out-of-memory", "out of memory"]
+        .iter()
+        .any(|m| lower.contains(m))
+    {
+        return None;
+    }
+    let devices = split.devices.len();
+    let share = split.micro_batch_size / devices;
+    let first_line = message.lines().next().unwrap_or_default();
+    Some(anyhow::anyhow!(
+        "the device ran out of memory in a training step with train.batch_size {}, train.micro_batch_size {} over {devices} device(s) ({share} examples per device at once): lower train.micro_batch_size (accumulation keeps the optimizer batch at {}); the backend said: {first_line}",
+        split.batch_size,
+        split.micro_batch_size,
+        split.batch_size
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split() -> BatchSplit {
+        BatchSplit::new(64, 16, vec![Device::flex(), Device::flex()]).unwrap()
+    }
+
+    #[test]
+    fn device_memory_exhaustion_names_the_sizes_to_lower() {
+        let e = guard_memory(&split(), || -> Result<()> {
+            panic!("out of device memory allocating 1073741824 bytes\nbacktrace...")
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("train.batch_size 64, train.micro_batch_size 16 over 2 device(s) (8 examples per device at once)")
+                && e.contains("lower train.micro_batch_size")
+                && e.contains("allocating 1073741824 bytes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn other_panics_keep_unwinding() {
+        let caught = std::panic::catch_unwind(|| {
+            let _ = guard_memory(&split(), || -> Result<()> { panic!("index out of bounds") });
+        });
+        assert!(caught.is_err());
+    }
+
+    #[test]
+    fn parts_cover_the_batch_in_micro_batch_then_device_order() {
+        let parts = split().parts();
+        assert_eq!(parts.len(), 8);
+        assert_eq!(
+            parts[0],
+            Part {
+                device: 0,
+                range: 0..8
+            }
+        );
+        assert_eq!(
+            parts[1],
+            Part {
+                device: 1,
+                range: 8..16
+            }
+        );
+        assert_eq!(
+            parts[7],
+            Part {
+                device: 1,
+                range: 56..64
+            }
+        );
+    }
+}

@@ -280,14 +280,17 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
         let step_started = std::time::Instant::now();
         let batch = workload.next_batch()?;
         let random = workload.draws_randomness();
-        let (updated, outcome) = step::step(model, &mut optimizer, split, lr, |m, part, d| {
-            // Random draws inside the forward pass (dropout) come from a generator seeded by
-            // (seed, step, part) under the process-wide lock, released before the backward pass.
-            let _guard = random.then(rng_lock);
-            if random {
-                d.seed(part_seed(t.seed, step, part.range.start));
-            }
-            workload.part_loss(m, &batch, part.range.clone(), d)
+        let (updated, outcome) = step::guard_memory(split, || {
+            step::step(model, &mut optimizer, split, lr, |m, part, d| {
+                // Random draws inside the forward pass (dropout) come from a generator seeded by
+                // (seed, step, part) under the process-wide lock, released before the backward
+                // pass.
+                let _guard = random.then(rng_lock);
+                if random {
+                    d.seed(part_seed(t.seed, step, part.range.start));
+                }
+                workload.part_loss(m, &batch, part.range.clone(), d)
+            })
         })?;
         model = updated;
         let loss_value = outcome.loss;
