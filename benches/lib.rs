@@ -1,10 +1,95 @@
-//! Shared pieces of the benchmarks: the full-size parameter sets, the optimizers measured, and
-//! the memory-traffic floor each one has.
+//! Shared pieces of the benchmarks: the full-size parameter sets, the optimizers measured, the
+//! memory-traffic floor each one has, and the synthetic batches of the model benchmarks.
 
 use bigbatch_core::ParamKind;
 use bigbatch_core::params::{self, ParamInfo};
-use bigbatch_models::ResNetConfig;
-use burn::tensor::Device;
+use bigbatch_models::{BertBatch, BertForPretraining, ResNet, ResNetConfig};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
+
+/// Random normal images `[b, channels, size, size]` with one-hot labels `i mod classes`.
+pub struct SyntheticImages {
+    images: Tensor<4>,
+    targets: Tensor<2>,
+}
+
+impl SyntheticImages {
+    pub fn new(b: usize, channels: usize, size: usize, classes: usize, device: &Device) -> Self {
+        let images = Tensor::<4>::random(
+            [b, channels, size, size],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        );
+        let labels: Vec<i64> = (0..b as i64).map(|i| i % classes as i64).collect();
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [b]), device)
+            .one_hot(classes)
+            .float();
+        Self { images, targets }
+    }
+
+    /// Mean cross-entropy of `model` on the batch (training mode on an autodiff device).
+    pub fn loss(&self, model: &ResNet) -> Tensor<1> {
+        (log_softmax(model.forward(self.images.clone()), 1) * self.targets.clone())
+            .sum_dim(1)
+            .mean()
+            .neg()
+    }
+}
+
+/// A deterministic pretraining batch: `b` sequences of `s` tokens (ids spread over the
+/// vocabulary, segment B in the second half, no padding), `p` predictions each at spread
+/// positions, alternating next-sentence labels.
+pub struct SyntheticBert {
+    batch: BertBatch,
+    positions: Tensor<2, Int>,
+    labels: Tensor<2, Int>,
+    weights: Tensor<2>,
+    next: Tensor<1, Int>,
+}
+
+impl SyntheticBert {
+    pub fn new(b: usize, s: usize, p: usize, vocab: usize, device: &Device) -> Self {
+        let v = vocab as i64;
+        let int2 = |data: Vec<i64>, cols: usize| {
+            Tensor::<2, Int>::from_data(TensorData::new(data, [b, cols]), device)
+        };
+        Self {
+            batch: BertBatch {
+                input_ids: int2((0..(b * s) as i64).map(|i| (i * 7919) % v).collect(), s),
+                token_types: int2((0..b * s).map(|i| i64::from(i % s >= s / 2)).collect(), s),
+                padding: Tensor::<2, Bool>::from_data(
+                    TensorData::new(vec![false; b * s], [b, s]),
+                    device,
+                ),
+            },
+            positions: int2(
+                (0..(b * p) as i64)
+                    .map(|i| 1 + (i * 5) % (s as i64 - 2))
+                    .collect(),
+                p,
+            ),
+            labels: int2((0..(b * p) as i64).map(|i| (i * 31) % v).collect(), p),
+            weights: Tensor::<2>::ones([b, p], device),
+            next: Tensor::<1, Int>::from_data(
+                TensorData::new((0..b as i64).map(|i| i % 2).collect::<Vec<_>>(), [b]),
+                device,
+            ),
+        }
+    }
+
+    /// The pretraining loss (MLM + NSP) of `model` on the batch.
+    pub fn loss(&self, model: &BertForPretraining) -> Tensor<1> {
+        model
+            .pretraining_loss(
+                &self.batch,
+                self.positions.clone(),
+                self.labels.clone(),
+                self.weights.clone(),
+                self.next.clone(),
+            )
+            .loss
+    }
+}
 
 /// ResNet-50 v1.5's trainable parameters (161 tensors, 25,557,032 values), from the model itself
 /// (built on an autodiff device: only parameters that take gradients are trainable).

@@ -6,9 +6,9 @@
 //!     cargo bench -p bigbatch-benches --bench model_step
 //!     python3 benches/torch_models.py
 
-use bigbatch_models::{BertBatch, BertConfig, ResNetConfig};
-use burn::tensor::activation::log_softmax;
-use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
+use bigbatch_benches::{SyntheticBert, SyntheticImages};
+use bigbatch_models::{BertConfig, ResNetConfig};
+use burn::tensor::Device;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::time::Duration;
 
@@ -21,11 +21,7 @@ fn resnet_mini(c: &mut Criterion) {
     };
     let model = config.init(&device).unwrap();
     let b = 256;
-    let images = Tensor::<4>::random([b, 1, 28, 28], Distribution::Normal(0.0, 1.0), &device);
-    let labels: Vec<i64> = (0..b as i64).map(|i| i % 10).collect();
-    let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [b]), &device)
-        .one_hot(10)
-        .float();
+    let data = SyntheticImages::new(b, 1, 28, 10, &device);
     let mut group = c.benchmark_group("forward_backward");
     group
         .sample_size(10)
@@ -33,11 +29,7 @@ fn resnet_mini(c: &mut Criterion) {
     group.throughput(Throughput::Elements(b as u64));
     group.bench_function("resnet_mini_batch256", |bench| {
         bench.iter(|| {
-            let loss = (log_softmax(model.forward(images.clone()), 1) * targets.clone())
-                .sum_dim(1)
-                .mean()
-                .neg();
-            std::hint::black_box(loss.backward());
+            std::hint::black_box(data.loss(&model).backward());
         })
     });
     group.finish();
@@ -46,28 +38,8 @@ fn resnet_mini(c: &mut Criterion) {
 fn bert(c: &mut Criterion, name: &str, config: BertConfig) {
     let device = Device::flex().autodiff();
     let model = config.init(&device).unwrap();
-    let (b, s, p, v) = (32usize, 128usize, 20usize, config.vocab_size);
-    let ids: Vec<i64> = (0..(b * s) as i64).map(|i| (i * 7919) % v as i64).collect();
-    let types: Vec<i64> = (0..b * s).map(|i| i64::from(i % s >= s / 2)).collect();
-    let positions: Vec<i64> = (0..(b * p) as i64)
-        .map(|i| 1 + (i * 5) % (s as i64 - 2))
-        .collect();
-    let labels: Vec<i64> = (0..(b * p) as i64).map(|i| (i * 31) % v as i64).collect();
-    let int2 = |data: Vec<i64>, cols: usize| {
-        Tensor::<2, Int>::from_data(TensorData::new(data, [b, cols]), &device)
-    };
-    let batch = BertBatch {
-        input_ids: int2(ids, s),
-        token_types: int2(types, s),
-        padding: Tensor::<2, Bool>::from_data(TensorData::new(vec![false; b * s], [b, s]), &device),
-    };
-    let positions = int2(positions, p);
-    let labels = int2(labels, p);
-    let weights = Tensor::<2>::ones([b, p], &device);
-    let next = Tensor::<1, Int>::from_data(
-        TensorData::new((0..b as i64).map(|i| i % 2).collect::<Vec<_>>(), [b]),
-        &device,
-    );
+    let b = 32;
+    let data = SyntheticBert::new(b, 128, 20, config.vocab_size, &device);
     let mut group = c.benchmark_group("forward_backward");
     group
         .sample_size(10)
@@ -75,14 +47,7 @@ fn bert(c: &mut Criterion, name: &str, config: BertConfig) {
     group.throughput(Throughput::Elements(b as u64));
     group.bench_function(format!("{name}_seq128_batch32"), |bench| {
         bench.iter(|| {
-            let out = model.pretraining_loss(
-                &batch,
-                positions.clone(),
-                labels.clone(),
-                weights.clone(),
-                next.clone(),
-            );
-            std::hint::black_box(out.loss.backward());
+            std::hint::black_box(data.loss(&model).backward());
         })
     });
     group.finish();

@@ -29,9 +29,6 @@ pub fn devices(backend: Backend, indices: Option<&[usize]>) -> Result<Vec<Device
         probe(&device, &format!("the default {backend:?} device"))?;
         return Ok(vec![device]);
     };
-    if indices.is_empty() {
-        bail!("train.devices: expected at least one device index");
-    }
     for (i, a) in indices.iter().enumerate() {
         if indices[..i].contains(a) {
             bail!("train.devices: device {a} is listed twice in {indices:?}");
@@ -69,15 +66,17 @@ fn probe(device: &Device, what: &str) -> Result<()> {
     match tried {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => bail!("{what} cannot be used: {e:?}"),
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "no message".into());
-            bail!("{what} is not available: {message}")
-        }
+        Err(panic) => bail!("{what} is not available: {}", panic_message(panic.as_ref())),
     }
+}
+
+/// The text of a caught panic (backends report device failures by panicking).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "no message".into())
 }
 
 /// Where models are initialised before they move to the training device: the CPU, seeded, so

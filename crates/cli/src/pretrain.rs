@@ -92,12 +92,25 @@ impl Pretraining {
     }
 }
 
-/// The pretraining loss of `b` divided by `whole`'s denominators (by its own when `None`), with
-/// the labels the evaluation needs.
+/// The loss denominators of instances `indices` of `set` (their masked-LM predictions and their
+/// number), counted on the host.
+fn denominators(set: &PretrainingSet, indices: &[usize]) -> LossDenominators {
+    let predictions: usize = indices
+        .iter()
+        .map(|&i| set.get(i).masked_positions.len())
+        .sum();
+    LossDenominators {
+        masked_weight: predictions as f64,
+        instances: indices.len(),
+    }
+}
+
+/// The pretraining loss of `b` divided by `whole`'s denominators, with the labels the evaluation
+/// needs.
 fn loss_parts(
     model: &BertForPretraining,
     b: PretrainingBatch,
-    whole: Option<LossDenominators>,
+    whole: LossDenominators,
 ) -> (
     bigbatch_models::PretrainingOutput,
     Tensor<2, burn::tensor::Int>,
@@ -109,17 +122,14 @@ fn loss_parts(
         token_types: b.token_types,
         padding: b.padding,
     };
-    let (ids, weights, next) = (
+    let out = model.pretraining_loss_part(
+        &inputs,
+        b.masked_positions,
         b.masked_ids.clone(),
         b.masked_weights.clone(),
         b.next_sentence.clone(),
+        whole,
     );
-    let out = match whole {
-        Some(whole) => {
-            model.pretraining_loss_part(&inputs, b.masked_positions, ids, weights, next, whole)
-        }
-        None => model.pretraining_loss(&inputs, b.masked_positions, ids, weights, next),
-    };
     (out, b.masked_ids, b.masked_weights, b.next_sentence)
 }
 
@@ -142,12 +152,13 @@ fn evaluate_set(
     let eval = model.valid();
     let mut t = Totals::default();
     for chunk in indices.chunks(EVAL_BATCH) {
-        let (out, ids, weights, next) = loss_parts(&eval, set.batch(chunk, device), None);
+        let whole = denominators(set, chunk);
+        let (out, ids, weights, next) = loss_parts(&eval, set.batch(chunk, device), whole);
         let [b, p, _] = out.mlm_logits.dims();
         let predicted = out.mlm_logits.argmax(2).reshape([b, p]);
-        let mlm_hits = predicted.equal(ids).float() * weights.clone();
+        let mlm_hits = predicted.equal(ids).float() * weights;
         t.mlm_hits += mlm_hits.sum().into_scalar::<f32>() as f64;
-        t.predictions += weights.sum().into_scalar::<f32>() as f64;
+        t.predictions += whole.masked_weight;
         let nsp = out.nsp_logits.argmax(1).reshape([b]).equal(next);
         t.nsp_hits += nsp.int().sum().into_scalar::<i64>() as f64;
         t.loss += out.loss.into_scalar::<f32>() as f64 * b as f64;
@@ -165,10 +176,7 @@ pub struct InstanceBatch {
 impl Pretraining {
     /// Masked-LM predictions (real masked positions) of training instances `indices`.
     pub fn predictions(&self, indices: &[usize]) -> usize {
-        indices
-            .iter()
-            .map(|&i| self.train.get(i).masked_positions.len())
-            .sum()
+        denominators(&self.train, indices).masked_weight as usize
     }
 }
 
@@ -186,10 +194,7 @@ impl Workload for Pretraining {
 
     fn next_batch(&mut self) -> Result<InstanceBatch> {
         let indices = self.sampler.next_batch().to_vec();
-        let whole = LossDenominators {
-            masked_weight: self.predictions(&indices) as f64,
-            instances: indices.len(),
-        };
+        let whole = denominators(&self.train, &indices);
         Ok(InstanceBatch { indices, whole })
     }
 
@@ -201,7 +206,7 @@ impl Workload for Pretraining {
         device: &Device,
     ) -> Result<Tensor<1>> {
         let b = self.train.batch(&batch.indices[range], device);
-        let (out, ..) = loss_parts(model, b, Some(batch.whole));
+        let (out, ..) = loss_parts(model, b, batch.whole);
         Ok(out.loss)
     }
 

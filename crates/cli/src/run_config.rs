@@ -130,32 +130,6 @@ impl TrainSettings {
     pub fn device_count(&self) -> usize {
         self.devices.as_ref().map_or(1, Vec::len)
     }
-
-    /// Checks the batch split: the micro-batch divides the batch, the devices the micro-batch.
-    fn validate_split(&self) -> Result<()> {
-        if self.batch_size == 0 {
-            bail!("train.batch_size: expected a positive batch size");
-        }
-        let micro = self.micro_batch_size();
-        if micro == 0 || !self.batch_size.is_multiple_of(micro) {
-            bail!(
-                "train.micro_batch_size: {micro} does not divide train.batch_size {}; expected a divisor of the batch",
-                self.batch_size
-            );
-        }
-        if let Some(devices) = &self.devices {
-            if devices.is_empty() {
-                bail!("train.devices: expected at least one device index (or None)");
-            }
-            if !micro.is_multiple_of(devices.len()) {
-                bail!(
-                    "train.devices: {} devices do not share train.micro_batch_size {micro} evenly",
-                    devices.len()
-                );
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Everything one run needs.
@@ -306,7 +280,7 @@ impl RunConfig {
                 t.label_smoothing
             );
         }
-        t.validate_split()?;
+        crate::step::check_split(t.batch_size, t.micro_batch_size(), t.device_count())?;
         match &self.model {
             ModelConfig::ResNet(m) => {
                 m.validate()?;

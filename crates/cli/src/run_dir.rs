@@ -291,6 +291,37 @@ pub fn check_fresh_start(out: &Path, resume: bool) -> Result<()> {
     )
 }
 
+/// Removes what a run without a checkpoint left (metrics, config, partial checkpoint
+/// directories), saying so; the lock file stays.
+pub fn clear_run(out: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok(());
+    };
+    let mut removed = Vec::new();
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "run.lock" {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        }
+        .with_context(|| format!("cannot remove {}", path.display()))?;
+        removed.push(name);
+    }
+    if !removed.is_empty() {
+        eprintln!(
+            "{}: no checkpoint to resume from; starting over (removed {})",
+            out.display(),
+            removed.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// The config fields a resumed run may change: the budget and evaluation cadence, and how the
 /// batch is cut (micro-batches, devices) and loaded, none of which changes the mathematics of a
 /// step.

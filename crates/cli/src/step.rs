@@ -48,20 +48,7 @@ impl BatchSplit {
     /// Checks that the micro-batch divides the batch and the devices divide the micro-batch;
     /// errors name the config fields.
     pub fn new(batch_size: usize, micro_batch_size: usize, devices: Vec<Device>) -> Result<Self> {
-        if devices.is_empty() {
-            bail!("train.devices: expected at least one device");
-        }
-        if micro_batch_size == 0 || !batch_size.is_multiple_of(micro_batch_size) {
-            bail!(
-                "train.micro_batch_size: {micro_batch_size} does not divide train.batch_size {batch_size}"
-            );
-        }
-        if !micro_batch_size.is_multiple_of(devices.len()) {
-            bail!(
-                "train.devices: {} devices do not divide train.micro_batch_size {micro_batch_size} evenly",
-                devices.len()
-            );
-        }
+        check_split(batch_size, micro_batch_size, devices.len())?;
         Ok(Self {
             batch_size,
             micro_batch_size,
@@ -85,6 +72,28 @@ impl BatchSplit {
             })
             .collect()
     }
+}
+
+/// Checks a batch split (errors name the config fields): a positive batch, a micro-batch that
+/// divides it, and at least one device, all of which share the micro-batch evenly.
+pub fn check_split(batch_size: usize, micro_batch_size: usize, devices: usize) -> Result<()> {
+    if batch_size == 0 {
+        bail!("train.batch_size: expected a positive batch size");
+    }
+    if micro_batch_size == 0 || !batch_size.is_multiple_of(micro_batch_size) {
+        bail!(
+            "train.micro_batch_size: {micro_batch_size} does not divide train.batch_size {batch_size}; expected a divisor of the batch"
+        );
+    }
+    if devices == 0 {
+        bail!("train.devices: expected at least one device index (or None)");
+    }
+    if !micro_batch_size.is_multiple_of(devices) {
+        bail!(
+            "train.devices: {devices} devices do not share train.micro_batch_size {micro_batch_size} evenly"
+        );
+    }
+    Ok(())
 }
 
 /// What one step did.
@@ -158,11 +167,7 @@ pub fn guard_memory<T>(split: &BatchSplit, work: impl FnOnce() -> Result<T>) -> 
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
         Ok(result) => result,
         Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
+            let message = crate::backend::panic_message(panic.as_ref());
             match out_of_memory(&message, split) {
                 Some(error) => Err(error),
                 None => std::panic::resume_unwind(panic),

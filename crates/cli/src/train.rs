@@ -16,15 +16,15 @@
 use crate::backend::{self, Backend};
 use crate::run_config::{DataSource, ModelConfig, RunConfig};
 use crate::run_dir::{
-    CheckpointPointer, Metrics, RunLock, SoFar, check_fresh_start, check_resume_config, load_model,
-    read_pointer, restore, save_checkpoint, truncate_metrics,
+    CheckpointPointer, Metrics, RunLock, SoFar, check_fresh_start, check_resume_config, clear_run,
+    load_model, read_pointer, restore, save_checkpoint, truncate_metrics,
 };
 use crate::step::{self, BatchSplit};
 use crate::workload::Workload;
 use anyhow::{Context, Result, bail};
 use bigbatch_core::ModelOptimizer;
 use bigbatch_core::config::{to_ron, write_atomic};
-use bigbatch_core::params::describe;
+use bigbatch_core::params::{ParamInfo, describe};
 use burn::module::Module;
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -140,37 +140,6 @@ pub struct Run<'a> {
     pub checkpoint: Option<CheckpointPointer>,
 }
 
-/// Removes what a run without a checkpoint left (metrics, config, partial checkpoint
-/// directories), saying so; the lock file stays.
-fn clear_run(out: &std::path::Path) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(out) else {
-        return Ok(());
-    };
-    let mut removed = Vec::new();
-    for entry in entries.filter_map(|e| e.ok()) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name == "run.lock" {
-            continue;
-        }
-        let path = entry.path();
-        if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        }
-        .with_context(|| format!("cannot remove {}", path.display()))?;
-        removed.push(name);
-    }
-    if !removed.is_empty() {
-        eprintln!(
-            "{}: no checkpoint to resume from; starting over (removed {})",
-            out.display(),
-            removed.join(", ")
-        );
-    }
-    Ok(())
-}
-
 /// The process-wide lock around the devices' random generators (burn's are global): held from
 /// seeding to the last draw, so that concurrent runs (study workers, tests) cannot interleave.
 fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
@@ -191,23 +160,29 @@ fn part_seed(seed: u64, step: u64, first: usize) -> u64 {
 }
 
 /// The model of `workload`, initialised from `seed` on the CPU ([`backend::init_device`]) and
-/// moved to `device`: the same weights for a seed on every backend.
-pub fn init_model<W: Workload>(workload: &W, seed: u64, device: &Device) -> Result<W::Model> {
+/// moved to `device` (the same weights for a seed on every backend), with its trainable
+/// parameters.
+pub fn init_model<W: Workload>(
+    workload: &W,
+    seed: u64,
+    device: &Device,
+) -> Result<(W::Model, Vec<ParamInfo>)> {
     let host = backend::init_device();
-    let model = {
+    let (model, params) = {
         // burn initialises parameters lazily; `describe` reads every one, which materialises them
         // inside the lock.
         let _guard = rng_lock();
         host.seed(seed);
         let model = workload.init(&host)?;
-        describe(&model);
-        model
+        let params = describe(&model);
+        (model, params)
     };
-    Ok(if *device == host {
+    let model = if *device == host {
         model
     } else {
         model.fork(device)
-    })
+    };
+    Ok((model, params))
 }
 
 /// The generic training loop: config -> model + parameter groups -> optimizer -> steps ->
@@ -217,8 +192,7 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
     let device = split.main_device();
     let started = std::time::Instant::now();
     let out = &options.out_dir;
-    let mut model = init_model(&workload, config.train.seed, device)?;
-    let params = describe(&model);
+    let (mut model, params) = init_model(&workload, config.train.seed, device)?;
     let mut optimizer = ModelOptimizer::new(&config.optimizer, params)?;
     let metrics_path = out.join("metrics.jsonl");
     let mut start = 0;

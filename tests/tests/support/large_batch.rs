@@ -10,7 +10,6 @@ use bigbatch_cli::run_config::{ModelConfig, RunConfig};
 use bigbatch_cli::step::{self, BatchSplit};
 use bigbatch_cli::workload::Workload;
 use bigbatch_core::ModelOptimizer;
-use bigbatch_core::params::describe;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use std::path::Path;
@@ -57,8 +56,9 @@ pub(super) fn run_steps<W: Workload>(
 ) -> (Vec<f64>, Vec<f32>) {
     let split = BatchSplit::new(config.train.batch_size, micro, devices).unwrap();
     let main = split.main_device().clone();
-    let mut model = bigbatch_cli::train::init_model(&workload, config.train.seed, &main).unwrap();
-    let mut optimizer = ModelOptimizer::new(&config.optimizer, describe(&model)).unwrap();
+    let (mut model, params) =
+        bigbatch_cli::train::init_model(&workload, config.train.seed, &main).unwrap();
+    let mut optimizer = ModelOptimizer::new(&config.optimizer, params).unwrap();
     let mut losses = Vec::new();
     for s in 0..steps {
         let batch = workload.next_batch().unwrap();

@@ -396,24 +396,7 @@ fn a_changed_search_space_is_refused_in_the_old_directory() {
         "train.micro_batch_size": Fixed(8),
         "model.bn.virtual_batch_size": Fixed(4),"#,
     );
-    let e = format!(
-        "{:#}",
-        cli(&[
-            "study",
-            "trial",
-            changed.to_str().unwrap(),
-            "--dir",
-            d,
-            "--index",
-            "1"
-        ])
-        .unwrap_err()
-    );
-    assert!(
-        e.contains("holds trials of a different study") && e.contains("--force"),
-        "{e}"
-    );
-    cli(&[
+    let trial_1 = [
         "study",
         "trial",
         changed.to_str().unwrap(),
@@ -421,9 +404,13 @@ fn a_changed_search_space_is_refused_in_the_old_directory() {
         d,
         "--index",
         "1",
-        "--force",
-    ])
-    .unwrap();
+    ];
+    let e = format!("{:#}", cli(&trial_1).unwrap_err());
+    assert!(
+        e.contains("holds trials of a different study") && e.contains("--force"),
+        "{e}"
+    );
+    cli(&[&trial_1[..], &["--force"]].concat()).unwrap();
     let study = Study::load(&changed, Some(dir.join("d"))).unwrap();
     let trials = study.trials().unwrap();
     assert_eq!(trials.keys().copied().collect::<Vec<_>>(), vec![1]);
