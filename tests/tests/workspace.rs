@@ -270,6 +270,9 @@ mod large_batch;
 #[path = "support/replay.rs"]
 mod replay;
 
+#[path = "support/reproduce.rs"]
+mod reproduce;
+
 #[path = "support/study.rs"]
 mod study;
 

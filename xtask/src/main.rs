@@ -3,14 +3,20 @@
 //! - `cargo xtask train <model> <optimizer> [--features F] [-- <bigbatch train args>]`: composes
 //!   `configs/models/<model>.ron` with `configs/optimizers/<optimizer>.ron` and trains (release
 //!   build) into `runs/<model>-<optimizer>`.
+//! - `cargo xtask reproduce [--only NAME] [--trials N] [--seeds K] [--report-only]`: runs the
+//!   paper's findings as studies (resumable) and writes `docs/reproduction/` (`bigbatch reproduce`).
 //! - `cargo xtask test [--wgpu]`: formatting, clippy (`-D warnings`) over all targets with all
 //!   features (so the `wgpu` and `cuda` backends are type-checked too), then all tests: what CI
 //!   runs. `--wgpu` adds the WGPU test set, on Mesa's software Vulkan where no GPU driver is
 //!   installed (installed with apt-get when missing and it runs as root on Debian/Ubuntu).
 //!
+//! - `cargo xtask setup-llvm`: lets burn's CUDA backend build offline from Debian's LLVM 22.
+//!
 //! burn 0.22's CUDA backend depends on `tracel-llvm-bundler`, whose build script downloads an LLVM
-//! bundle even for `cargo check`. Its documented docs.rs switch (`DOCS_RS` set) skips that
-//! download, so the clippy step sets `DOCS_RS=1`; a real CUDA build needs network access.
+//! bundle even for `cargo check` unless `<data-local dir>/tracel/tracel-llvm-23.1.0-4/` holds the
+//! file `.tracel-llvm-installed`; it then links through `bin/llvm-config --link-static` there.
+//! `setup-llvm` puts Debian's LLVM behind that name. Its documented docs.rs switch (`DOCS_RS`
+//! set) skips the download without linking, which is what the clippy step uses.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -33,13 +39,15 @@ fn root() -> PathBuf {
 fn run(args: Vec<String>) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("train") => train(&args[1..]),
+        Some("reproduce") => reproduce(&args[1..]),
+        Some("setup-llvm") => setup_llvm(),
         Some("test") => match args.get(1).map(String::as_str) {
             None => test(false),
             Some("--wgpu") => test(true),
             Some(other) => bail!("cargo xtask test: unknown option {other} (only --wgpu)"),
         },
         _ => bail!(
-            "usage:\n  cargo xtask train <model> <optimizer> [--features F] [-- <bigbatch train args>]\n  cargo xtask test [--wgpu]"
+            "usage:\n  cargo xtask train <model> <optimizer> [--features F] [-- <bigbatch train args>]\n  cargo xtask reproduce [--only NAME] [--trials N] [--seeds K] [--workers W] [--report-only]\n  cargo xtask setup-llvm\n  cargo xtask test [--wgpu]"
         ),
     }
 }
@@ -113,8 +121,28 @@ fn train(args: &[String]) -> Result<()> {
             .with_context(|| format!("cannot move the earlier run {} aside", out.display()))?;
         eprintln!("xtask: the earlier run is kept in {}", kept.display());
     }
-    // Build first, with cargo's own progress (a cold release build takes about 7 minutes on 2
-    // cores), then run the binary: never a silent wait.
+    let binary = release_binary(&features)?;
+    eprintln!(
+        "xtask: training {} + {} into {}",
+        model_file.display(),
+        optimizer_file.display(),
+        out.display()
+    );
+    let mut cmd = Command::new(binary);
+    cmd.current_dir(root());
+    cmd.args(["train", "--config"])
+        .arg(&model_file)
+        .arg("--config")
+        .arg(&optimizer_file)
+        .arg("--out")
+        .arg(&out)
+        .args(passthrough);
+    status(&mut cmd)
+}
+
+/// Builds the release binary `bigbatch` with cargo's own progress (a cold release build takes
+/// about 7 minutes on 2 cores), so that what follows is never a silent wait; returns its path.
+fn release_binary(features: &[String]) -> Result<PathBuf> {
     eprintln!(
         "xtask: building the release binary `bigbatch` (cold: about 7 minutes on 2 cores; then seconds)"
     );
@@ -126,27 +154,125 @@ fn train(args: &[String]) -> Result<()> {
         build.args(["--features", &features.join(",")]);
     }
     status(&mut build)?;
-    eprintln!(
-        "xtask: training {} + {} into {}",
-        model_file.display(),
-        optimizer_file.display(),
-        out.display()
-    );
     let target = match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
         Some(dir) if dir.is_relative() => std::env::current_dir()?.join(dir),
         Some(dir) => dir,
         None => root().join("target"),
     };
-    let mut cmd = Command::new(target.join("release/bigbatch"));
-    cmd.current_dir(root());
-    cmd.args(["train", "--config"])
-        .arg(&model_file)
-        .arg("--config")
-        .arg(&optimizer_file)
-        .arg("--out")
-        .arg(&out)
-        .args(passthrough);
+    Ok(target.join("release/bigbatch"))
+}
+
+/// `cargo xtask reproduce [--only NAME] [--trials N] [--seeds K] [--workers W] [--report-only]`:
+/// `bigbatch reproduce` from the workspace root with the release binary (the studies of
+/// `configs/studies/reproduction/findings.ron`, then the report in `docs/reproduction/`).
+fn reproduce(args: &[String]) -> Result<()> {
+    let binary = release_binary(&[])?;
+    let mut cmd = Command::new(binary);
+    cmd.current_dir(root()).arg("reproduce").args(args);
     status(&mut cmd)
+}
+
+/// The folder `tracel-llvm-bundler` 23.1.0-4 looks in: `dirs::data_local_dir()` (on Linux
+/// `$XDG_DATA_HOME` when absolute, else `$HOME/.local/share`) + `tracel/tracel-llvm-23.1.0-4`.
+fn tracel_llvm_dir() -> Result<PathBuf> {
+    let data = match std::env::var_os("XDG_DATA_HOME").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() => dir,
+        _ => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?)
+            .join(".local/share"),
+    };
+    Ok(data.join("tracel/tracel-llvm-23.1.0-4"))
+}
+
+/// Debian's LLVM 22 (`llvm-22-dev`, static libraries with the NVPTX target) under the name
+/// burn's CUDA build looks for. `llvm-config --system-libs` there names libz3 by its absolute
+/// path, which the bundler would turn into `-llibz3`; the wrapper prints `-lz3` instead.
+const LLVM_CONFIG_WRAPPER: &str = r#"#!/bin/sh
+# Written by `cargo xtask setup-llvm`: Debian's LLVM 22 where tracel-llvm-bundler looks for its
+# bundle. Forwards to the real llvm-config; rewrites absolute library paths in --system-libs
+# (e.g. /usr/lib/x86_64-linux-gnu/libz3.so) to -l flags.
+out=$(/usr/lib/llvm-22/bin/llvm-config "$@") || exit $?
+case " $* " in
+  *" --system-libs "*) out=$(printf '%s\n' "$out" | sed -E 's#(^| )/[^ ]*/lib([A-Za-z0-9_+-]+)\.so[.0-9]*#\1-l\2#g') ;;
+esac
+printf '%s\n' "$out"
+"#;
+
+/// Debian packages the offline CUDA build links against.
+const LLVM_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "zlib1g-dev",
+    "libzstd-dev",
+    "libxml2-dev",
+    "libz3-dev",
+];
+
+fn setup_llvm() -> Result<()> {
+    let real = Path::new("/usr/lib/llvm-22/bin/llvm-config");
+    if !real.is_file() {
+        let has_apt = Path::new("/usr/bin/apt-get").is_file();
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        if has_apt && root {
+            eprintln!("xtask: installing {} with apt-get", LLVM_PACKAGES.join(" "));
+            status(Command::new("apt-get").arg("update"))?;
+            status(
+                Command::new("apt-get")
+                    .args(["install", "-y", "--no-install-recommends"])
+                    .args(LLVM_PACKAGES)
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            )?;
+        } else if has_apt {
+            bail!(
+                "{} is missing: run `sudo apt-get install {}` (Debian 12 bookworm ships LLVM 22 in bookworm-security; Ubuntu: apt.llvm.org), then `cargo xtask setup-llvm` again",
+                real.display(),
+                LLVM_PACKAGES.join(" ")
+            );
+        } else {
+            bail!(
+                "{} is missing and this is not a Debian/Ubuntu machine. Either build with network access (burn's build downloads its own LLVM bundle into {}), or install LLVM 22 with its static libraries and write {}/bin/llvm-config forwarding to its llvm-config, plus an empty .tracel-llvm-installed file there",
+                real.display(),
+                tracel_llvm_dir()?.display(),
+                tracel_llvm_dir()?.display()
+            );
+        }
+    }
+    let dir = tracel_llvm_dir()?;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).with_context(|| format!("cannot create {}", bin.display()))?;
+    let wrapper = bin.join("llvm-config");
+    std::fs::write(&wrapper, LLVM_CONFIG_WRAPPER)
+        .with_context(|| format!("cannot write {}", wrapper.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;
+    let libs = Command::new(&wrapper)
+        .args(["--link-static", "--system-libs"])
+        .output()
+        .with_context(|| format!("cannot run {}", wrapper.display()))?;
+    if !libs.status.success() {
+        bail!(
+            "{} --link-static --system-libs failed: {}",
+            wrapper.display(),
+            String::from_utf8_lossy(&libs.stderr)
+        );
+    }
+    let libs = String::from_utf8_lossy(&libs.stdout);
+    if let Some(bad) = libs.split_whitespace().find(|t| t.contains('/')) {
+        bail!("{}: --system-libs still prints a path ({bad})", wrapper.display());
+    }
+    std::fs::write(dir.join(".tracel-llvm-installed"), "debian llvm-22 via cargo xtask setup-llvm\n")?;
+    eprintln!(
+        "xtask: {} now forwards to {} (system libraries: {}).\n\
+         xtask: build the CUDA backend with `cargo build --release -p bigbatch-cli --features cuda`;\n\
+         xtask: its kernels compile through LLVM's NVPTX target, so a GPU machine needs only the NVIDIA driver.",
+        wrapper.display(),
+        real.display(),
+        libs.trim()
+    );
+    Ok(())
 }
 
 fn test(wgpu: bool) -> Result<()> {

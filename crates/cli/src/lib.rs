@@ -11,6 +11,7 @@ pub mod classify;
 pub mod commands;
 pub mod pretrain;
 pub mod report;
+pub mod reproduce;
 pub mod run_config;
 pub mod run_dir;
 pub mod step;

@@ -48,8 +48,15 @@ impl Metric {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StudyFile {
-    /// Run-config files composed in order, relative to the study file.
+    /// Run-config files composed in order, relative to the study file. Empty when `best_of`
+    /// gives the base.
+    #[serde(default)]
     pub base: Vec<PathBuf>,
+    /// Another study file (relative to this one) whose best trial's config is this study's base:
+    /// "set one hyperparameter without retuning the others" (the paper's Table 2). Its results
+    /// are read from the directory beside this study's (`<parent of --dir>/<its file name>`).
+    #[serde(default)]
+    pub best_of: Option<PathBuf>,
     /// Dotted run-config path -> `Log(min, max)`, `Linear(min, max)`, `Discrete([...])`,
     /// `Fixed(v)`.
     pub search: SearchSpace,
@@ -111,16 +118,22 @@ impl Study {
     pub fn load_with(path: &Path, dir: Option<PathBuf>, force: bool) -> Result<Self> {
         let file: StudyFile = load_ron(path)?;
         let origin = path.display().to_string();
-        if file.base.is_empty() {
-            bail!("{origin}: base: expected at least one run-config file");
-        }
         validate_space(&file.search, &origin)?;
         let here = path.parent().unwrap_or(Path::new("."));
-        let base_files: Vec<PathBuf> = file.base.iter().map(|f| here.join(f)).collect();
-        let base =
-            RunConfig::compose(&base_files, &[]).with_context(|| format!("{origin}: base"))?;
         let dir = dir
             .unwrap_or_else(|| PathBuf::from("studies").join(path.file_stem().unwrap_or_default()));
+        let base = match (&file.best_of, file.base.is_empty()) {
+            (None, true) => bail!("{origin}: base: expected at least one run-config file"),
+            (Some(_), false) => bail!(
+                "{origin}: base and best_of: expected one of them (best_of takes its base from the other study's best trial)"
+            ),
+            (None, false) => {
+                let base_files: Vec<PathBuf> = file.base.iter().map(|f| here.join(f)).collect();
+                RunConfig::compose(&base_files, &[]).with_context(|| format!("{origin}: base"))?
+            }
+            (Some(other), true) => best_config_of(&here.join(other), &dir)
+                .with_context(|| format!("{origin}: best_of"))?,
+        };
         let study = Study {
             path: path.to_path_buf(),
             file,
@@ -374,7 +387,12 @@ impl Study {
     /// The workload name used by performance profiles.
     pub fn workload(&self) -> String {
         self.file.workload.clone().unwrap_or_else(|| {
-            self.file.base[0]
+            self.file
+                .base
+                .first()
+                .or(self.file.best_of.as_ref())
+                .map(|p| p.as_path())
+                .unwrap_or(Path::new(""))
                 .file_stem()
                 .unwrap_or_default()
                 .to_string_lossy()
@@ -402,8 +420,9 @@ impl Study {
             }))
     }
 
-    /// Reruns the best trial's point with `train.seed` = 0, 1, ..., `seeds - 1`.
-    pub fn rerun(&self, seeds: u64, backend: Backend) -> Result<Vec<TrialResult>> {
+    /// Reruns the best trial's point with `train.seed` = 0, 1, ..., `seeds - 1`, on `workers`
+    /// threads (finished seeds are kept, killed ones continue). Results by seed.
+    pub fn rerun(&self, seeds: u64, workers: usize, backend: Backend) -> Result<Vec<TrialResult>> {
         let Some(best) = self.best()? else {
             bail!(
                 "{}: no feasible trial finished yet; run `bigbatch study run` first",
@@ -411,16 +430,42 @@ impl Study {
             );
         };
         self.record_fingerprint()?;
-        let (mut config, point) = self.trial_config(best.index)?;
-        let mut out = Vec::new();
-        for seed in 0..seeds {
-            config.train.seed = seed;
-            let dir = self.rerun_dir(seed);
-            let r = self.run_config(best.index, point.clone(), config.clone(), &dir, backend)?;
-            eprintln!("seed {seed}: {}", describe_result(&r));
-            out.push(r);
-        }
-        Ok(out)
+        let (config, point) = self.trial_config(best.index)?;
+        let next = Mutex::new(0u64);
+        let results = Mutex::new(BTreeMap::new());
+        std::thread::scope(|scope| {
+            for _ in 0..workers.max(1) {
+                scope.spawn(|| {
+                    loop {
+                        let seed = {
+                            let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
+                            let seed = *n;
+                            *n += 1;
+                            seed
+                        };
+                        if seed >= seeds {
+                            return;
+                        }
+                        let mut config = config.clone();
+                        config.train.seed = seed;
+                        let dir = self.rerun_dir(seed);
+                        let r = self.run_config(best.index, point.clone(), config, &dir, backend);
+                        if let Ok(r) = &r {
+                            eprintln!("seed {seed}: {}", describe_result(r));
+                        }
+                        results
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(seed, r.with_context(|| format!("rerun with seed {seed}")));
+                    }
+                });
+            }
+        });
+        results
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .into_values()
+            .collect()
     }
 
     /// `sbatch --array` script running trials `0 .. attempts` through `bigbatch study trial`.
@@ -441,6 +486,25 @@ impl Study {
             study = self.path.display(),
         )
     }
+}
+
+/// The config of the best trial of the study file `path`, whose directory lies beside `dir`
+/// (`<parent of dir>/<file name of path>`).
+fn best_config_of(path: &Path, dir: &Path) -> Result<RunConfig> {
+    let other_dir = dir
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(path.file_stem().unwrap_or_default());
+    let other = Study::load(path, Some(other_dir.clone()))?;
+    let Some(best) = other.best()? else {
+        bail!(
+            "{}: no feasible trial of {} has finished in {}; run that study first",
+            path.display(),
+            path.display(),
+            other_dir.display()
+        );
+    };
+    Ok(other.trial_config(best.index)?.0)
 }
 
 fn read_result(path: &Path) -> Result<Option<TrialResult>> {

@@ -1,0 +1,282 @@
+//! `bigbatch reproduce` (what `cargo xtask reproduce` runs) on a 2-trial, 5-step version of two
+//! findings: a tuned pair judged by the "matches" rule and a warmup-power sweep over the best
+//! point of a tuned study (`best_of`); rerun, it runs nothing new; the report regenerates from
+//! the result files alone.
+
+use super::{root, scratch};
+use bigbatch_cli::run_cli;
+use bigbatch_cli::study::Study;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn cli(args: &[&str]) -> anyhow::Result<()> {
+    let mut all = vec!["bigbatch"];
+    all.extend_from_slice(args);
+    run_cli(all)
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+fn setup(dir: &Path) -> PathBuf {
+    let r = root();
+    let model = r.join("configs/models/resnet.ron");
+    write(
+        &dir.join("tiny.ron"),
+        r#"(set: [
+            "model.widths=[2, 2, 2, 2]",
+            "model.stem_width=2",
+            "train.batch_size=16",
+            "train.steps=5",
+            "train.eval_every=5",
+            "train.train_eval_examples=32",
+            "schedule.total_steps=5",
+            "schedule.t_warmup=2",
+        ])"#,
+    );
+    for (name, optimizer, lr) in [
+        ("nesterov", "nesterov_config_b.ron", "Log(0.01, 0.1)"),
+        ("lars", "lars_mlperf.ron", "Log(0.5, 5.0)"),
+    ] {
+        write(
+            &dir.join(format!("{name}.ron")),
+            &format!(
+                r#"(
+    base: ["{}", "{}", "tiny.ron"],
+    seed: 3,
+    metric: FinalValAccuracy,
+    target: Some(0.05),
+    search: {{
+        "schedule.eta_peak": {lr},
+        "optimizer.default.weight_decay": Log(1e-5, 1e-3),
+    }},
+)"#,
+                model.display(),
+                r.join("configs/optimizers").join(optimizer).display()
+            ),
+        );
+    }
+    write(
+        &dir.join("nesterov-warmup.ron"),
+        r#"(
+    best_of: Some("nesterov.ron"),
+    seed: 3,
+    metric: FinalValAccuracy,
+    search: {
+        "schedule.p_warmup": Sweep([1.0, 2.0]),
+        "train.seed": Sweep([0, 1, 2, 3, 4]),
+    },
+)"#,
+    );
+    let findings = dir.join("findings.ron");
+    write(
+        &findings,
+        r#"(
+    preamble: "A test at 5 steps.",
+    findings: [
+        (
+            name: "pair",
+            title: "Nesterov matches LARS",
+            paper: "Table 3",
+            claim: Matches(candidate: "nesterov.ron", reference: "lars.ron"),
+        ),
+        (
+            name: "warmup",
+            title: "Nesterov prefers p_warmup 2",
+            paper: "Table 2",
+            claim: BestValue(path: "schedule.p_warmup", expected: [("nesterov-warmup.ron", 2.0)]),
+        ),
+    ],
+)"#,
+    );
+    findings
+}
+
+/// Every result file under `dir` with its contents.
+fn results(dir: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|e| e == "json")
+                && p.parent()
+                    .unwrap()
+                    .file_name()
+                    .is_some_and(|n| n == "trials" || n == "reruns")
+            {
+                out.insert(p.clone(), std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn reproduce_runs_resumes_and_reports() {
+    let dir = scratch("reproduce");
+    let findings = setup(&dir);
+    let out = dir.join("out");
+    let (f, o) = (findings.to_str().unwrap(), out.to_str().unwrap());
+    let run = |extra: &[&str]| {
+        let mut args = vec!["reproduce", "--findings", f, "--out", o];
+        args.extend_from_slice(extra);
+        cli(&args)
+    };
+    run(&["--trials", "2", "--seeds", "2", "--workers", "2"]).unwrap();
+
+    // The tuned pair: 2 trials each, then the best point over seeds 0 and 1.
+    for name in ["nesterov", "lars"] {
+        let study = Study::load(
+            &dir.join(format!("{name}.ron")),
+            Some(out.join("studies").join(name)),
+        )
+        .unwrap();
+        assert_eq!(
+            study
+                .trials()
+                .unwrap()
+                .values()
+                .filter(|r| r.feasible())
+                .count(),
+            2
+        );
+        let reruns = study.reruns().unwrap();
+        assert_eq!(
+            reruns.keys().copied().collect::<Vec<_>>(),
+            vec![0, 1],
+            "{name}"
+        );
+    }
+    // The sweep: p_warmup 1 and 2 for seeds 0 and 1, on the best point of the Nesterov study.
+    let tuned = Study::load(
+        &dir.join("nesterov.ron"),
+        Some(out.join("studies/nesterov")),
+    )
+    .unwrap();
+    let best = tuned.best().unwrap().unwrap();
+    let sweep = Study::load(
+        &dir.join("nesterov-warmup.ron"),
+        Some(out.join("studies/nesterov-warmup")),
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    for (i, r) in sweep.trials().unwrap() {
+        let (config, _) = sweep.trial_config(i).unwrap();
+        assert_eq!(
+            serde_json::json!(config.schedule.lr(2)),
+            serde_json::json!(best.point["schedule.eta_peak"]),
+            "trial {i} must start from the best point's peak learning rate (reached at step 2)"
+        );
+        seen.push((r.point["schedule.p_warmup"].as_f64().unwrap(), r.seed));
+    }
+    seen.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(seen, vec![(1.0, 0), (1.0, 1), (2.0, 0), (2.0, 1)]);
+
+    // The report: a verdict for both findings, each finding's protocol and charts, the CSV.
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    for title in ["Nesterov matches LARS", "Nesterov prefers p_warmup 2"] {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| [{title}]")))
+            .unwrap_or_else(|| panic!("no summary row for {title}:\n{readme}"));
+        assert!(
+            [
+                "**reproduced**",
+                "**not reproduced**",
+                "**inconclusive at this scale**"
+            ]
+            .iter()
+            .any(|v| row.contains(v)),
+            "{row}"
+        );
+    }
+    assert!(
+        readme.contains("cargo xtask reproduce --only pair"),
+        "{readme}"
+    );
+    assert!(out.join("pair/report.md").is_file());
+    assert!(out.join("pair/accuracy_over_seeds.png").is_file());
+    assert!(out.join("warmup/by_value.png").is_file());
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 + 1, "{csv}");
+
+    // Run again: nothing new runs, every result file is unchanged.
+    let before = results(&out);
+    assert_eq!(before.len(), 2 * (2 + 2) + 4);
+    run(&["--trials", "2", "--seeds", "2"]).unwrap();
+    assert_eq!(results(&out), before);
+
+    // The report from the result files alone.
+    std::fs::remove_file(out.join("README.md")).unwrap();
+    run(&["--report-only"]).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out.join("README.md")).unwrap(),
+        readme
+    );
+
+    let e = run(&["--only", "nope", "--report-only"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nope") && e.contains("pair, warmup"), "{e}");
+}
+
+#[test]
+fn a_sweep_waits_for_its_source_study() {
+    let dir = scratch("reproduce-waiting");
+    let findings = setup(&dir);
+    let out = dir.join("out");
+    cli(&[
+        "reproduce",
+        "--findings",
+        findings.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--only",
+        "warmup",
+        "--report-only",
+    ])
+    .unwrap();
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        readme.contains("pending") && readme.contains("waiting for nesterov.ron"),
+        "{readme}"
+    );
+    // Loading the sweep study itself names what it waits for.
+    let e = Study::load(
+        &dir.join("nesterov-warmup.ron"),
+        Some(out.join("studies/nesterov-warmup")),
+    )
+    .err()
+    .unwrap();
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("best_of") && e.contains("no feasible trial"),
+        "{e}"
+    );
+}
+
+#[test]
+fn shipped_findings_name_existing_studies() {
+    let findings = root().join("configs/studies/reproduction/findings.ron");
+    let r = bigbatch_cli::reproduce::Reproduction::load(&findings, &scratch("shipped-findings"))
+        .unwrap();
+    assert!(r.file.findings.len() >= 4);
+    for entry in std::fs::read_dir(root().join("configs/studies/reproduction")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "ron")
+            && path.file_name().unwrap() != "findings.ron"
+        {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if !text.contains("best_of") {
+                let study = Study::load(&path, Some(scratch("shipped-repro-study")))
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                assert_eq!(study.base.train.batch_size, 2048, "{}", path.display());
+                assert_eq!(study.base.train.steps, 50, "{}", path.display());
+            }
+        }
+    }
+}
