@@ -11,6 +11,8 @@
 //!   installed (installed with apt-get when missing and it runs as root on Debian/Ubuntu).
 //!
 //! - `cargo xtask setup-llvm`: lets burn's CUDA backend build offline from Debian's LLVM 22.
+//! - `cargo xtask gpu-check --backend cuda|wgpu [--tiny]`: builds and bundles in
+//!   `target/gpu-check/` what a GPU machine runs (`run.sh`: `device-check` and the PyTorch twin).
 //!
 //! burn 0.22's CUDA backend depends on `tracel-llvm-bundler`, whose build script downloads an LLVM
 //! bundle even for `cargo check` unless `<data-local dir>/tracel/tracel-llvm-23.1.0-4/` holds the
@@ -41,13 +43,14 @@ fn run(args: Vec<String>) -> Result<()> {
         Some("train") => train(&args[1..]),
         Some("reproduce") => reproduce(&args[1..]),
         Some("setup-llvm") => setup_llvm(),
+        Some("gpu-check") => gpu_check(&args[1..]),
         Some("test") => match args.get(1).map(String::as_str) {
             None => test(false),
             Some("--wgpu") => test(true),
             Some(other) => bail!("cargo xtask test: unknown option {other} (only --wgpu)"),
         },
         _ => bail!(
-            "usage:\n  cargo xtask train <model> <optimizer> [--features F] [-- <bigbatch train args>]\n  cargo xtask reproduce [--only NAME] [--trials N] [--seeds K] [--workers W] [--report-only]\n  cargo xtask setup-llvm\n  cargo xtask test [--wgpu]"
+            "usage:\n  cargo xtask train <model> <optimizer> [--features F] [-- <bigbatch train args>]\n  cargo xtask reproduce [--only NAME] [--trials N] [--seeds K] [--workers W] [--report-only]\n  cargo xtask setup-llvm\n  cargo xtask gpu-check --backend cuda|wgpu [--tiny]\n  cargo xtask test [--wgpu]"
         ),
     }
 }
@@ -177,8 +180,9 @@ fn reproduce(args: &[String]) -> Result<()> {
 fn tracel_llvm_dir() -> Result<PathBuf> {
     let data = match std::env::var_os("XDG_DATA_HOME").map(PathBuf::from) {
         Some(dir) if dir.is_absolute() => dir,
-        _ => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?)
-            .join(".local/share"),
+        _ => {
+            PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".local/share")
+        }
     };
     Ok(data.join("tracel/tracel-llvm-23.1.0-4"))
 }
@@ -261,9 +265,15 @@ fn setup_llvm() -> Result<()> {
     }
     let libs = String::from_utf8_lossy(&libs.stdout);
     if let Some(bad) = libs.split_whitespace().find(|t| t.contains('/')) {
-        bail!("{}: --system-libs still prints a path ({bad})", wrapper.display());
+        bail!(
+            "{}: --system-libs still prints a path ({bad})",
+            wrapper.display()
+        );
     }
-    std::fs::write(dir.join(".tracel-llvm-installed"), "debian llvm-22 via cargo xtask setup-llvm\n")?;
+    std::fs::write(
+        dir.join(".tracel-llvm-installed"),
+        "debian llvm-22 via cargo xtask setup-llvm\n",
+    )?;
     eprintln!(
         "xtask: {} now forwards to {} (system libraries: {}).\n\
          xtask: build the CUDA backend with `cargo build --release -p bigbatch-cli --features cuda`;\n\
@@ -273,6 +283,170 @@ fn setup_llvm() -> Result<()> {
         libs.trim()
     );
     Ok(())
+}
+
+/// The script a GPU machine runs from the bundle folder (at most 5 minutes): the device check,
+/// then the PyTorch twin of its ResNet-50 step, into `$OUT` (default `./out`).
+const GPU_CHECK_SCRIPT: &str = r###"#!/bin/bash
+# Written by `cargo xtask gpu-check`. Needs the GPU driver (and, for the PyTorch row, python3 with
+# torch); no network, no Rust toolchain. Results: $OUT/device-check.md (default ./out).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+out=${OUT:-$here/out}
+mkdir -p "$out"
+export LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
+(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true) > "$out/gpu.txt" 2>&1
+timeout 230 "$here/device-check" --backend @BACKEND@ @TINY@ --root "$here" --out "$out/device-check.md" \
+  > "$out/device-check.log" 2>&1
+status=$?
+[ $status -eq 124 ] && echo "**device-check stopped after 230 s**" >> "$out/device-check.md"
+{
+  echo
+  echo "## PyTorch eager, same machine, same run"
+  echo
+  echo "| measurement | time per step | rate |"
+  echo "|---|---:|---:|"
+  timeout 60 python3 "$here/torch_gpu.py" --device @TORCH_DEVICE@ @TINY@ 2> "$out/torch.log" \
+    || echo "| PyTorch twin | - | failed or timed out (torch.log) |"
+} >> "$out/device-check.md"
+cat "$out/device-check.md"
+exit $status
+"###;
+
+/// Libraries every Linux machine has; the bundle carries the other shared libraries the binary
+/// needs (e.g. LLVM's libz3, libxml2, libzstd from Debian).
+const SYSTEM_LIBS: &[&str] = &[
+    "linux-vdso",
+    "libc.so",
+    "libm.so",
+    "libdl.so",
+    "librt.so",
+    "libpthread.so",
+    "ld-linux",
+    "libgcc_s.so",
+];
+
+fn gpu_check(args: &[String]) -> Result<()> {
+    let mut backend = None;
+    let mut tiny = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--backend" => backend = it.next().cloned(),
+            "--tiny" => tiny = true,
+            other => bail!("cargo xtask gpu-check: unknown option {other}"),
+        }
+    }
+    let backend = match backend.as_deref() {
+        Some(b @ ("cuda" | "wgpu")) => b.to_string(),
+        _ => bail!("usage: cargo xtask gpu-check --backend cuda|wgpu [--tiny]"),
+    };
+    if backend == "cuda" && !tracel_llvm_dir()?.join(".tracel-llvm-installed").exists() {
+        eprintln!(
+            "xtask: no LLVM for burn's CUDA build in {}: the build will try to download one (run `cargo xtask setup-llvm` to use Debian's instead)",
+            tracel_llvm_dir()?.display()
+        );
+    }
+    eprintln!(
+        "xtask: building device-check with --features {backend} (release; cold: tens of minutes on 2 cores)"
+    );
+    status(Command::new(env!("CARGO")).current_dir(root()).args([
+        "build",
+        "--release",
+        "-p",
+        "bigbatch-benches",
+        "--bin",
+        "device-check",
+        "--features",
+        &backend,
+    ]))?;
+    let bundle = root().join("target/gpu-check");
+    let _ = std::fs::remove_dir_all(&bundle);
+    std::fs::create_dir_all(bundle.join("lib"))?;
+    let binary = bundle.join("device-check");
+    std::fs::copy(root().join("target/release/device-check"), &binary)?;
+    let _ = Command::new("strip").arg(&binary).status();
+    // Shared libraries beyond the C runtime travel with the binary.
+    let ldd = Command::new("ldd")
+        .arg(&binary)
+        .output()
+        .context("cannot run ldd")?;
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        if SYSTEM_LIBS.iter().any(|s| name.starts_with(s)) {
+            continue;
+        }
+        if let Some(path) = line
+            .split("=>")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            && path.starts_with('/')
+        {
+            std::fs::copy(path, bundle.join("lib").join(name))
+                .with_context(|| format!("cannot copy {path}"))?;
+        }
+    }
+    for dir in [
+        "configs/models",
+        "configs/optimizers",
+        "tests/reference/cases",
+    ] {
+        copy_dir(&root().join(dir), &bundle.join(dir))?;
+    }
+    std::fs::copy(
+        root().join("tests/reference/trace.json"),
+        bundle.join("tests/reference/trace.json"),
+    )?;
+    std::fs::copy(
+        root().join("benches/torch_gpu.py"),
+        bundle.join("torch_gpu.py"),
+    )?;
+    let script = GPU_CHECK_SCRIPT
+        .replace("@BACKEND@", &backend)
+        .replace("@TINY@", if tiny { "--tiny" } else { "" })
+        .replace(
+            "@TORCH_DEVICE@",
+            if backend == "cuda" { "cuda" } else { "cpu" },
+        );
+    let run = bundle.join("run.sh");
+    std::fs::write(&run, script)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755))?;
+    let size = dir_size(&bundle)?;
+    eprintln!(
+        "xtask: {} is ready ({:.1} MiB): copy it to the GPU machine and run ./run.sh there (results in out/device-check.md)",
+        bundle.display(),
+        size as f64 / (1024.0 * 1024.0)
+    );
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in
+        std::fs::read_dir(from).with_context(|| format!("cannot read {}", from.display()))?
+    {
+        let path = entry?.path();
+        if path.is_file() {
+            std::fs::copy(&path, to.join(path.file_name().unwrap_or_default()))?;
+        }
+    }
+    Ok(())
+}
+
+fn dir_size(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
 }
 
 fn test(wgpu: bool) -> Result<()> {
@@ -314,7 +488,24 @@ fn test(wgpu: bool) -> Result<()> {
         run.env("XDG_RUNTIME_DIR", ensure_vulkan()?);
     }
     eprintln!("xtask: cargo {}", tests.join(" "));
-    status(&mut run)
+    status(&mut run)?;
+    // The device check a GPU machine runs (`cargo xtask gpu-check`), dry run on the CPU backend
+    // at tiny sizes: every part of it executes; it fails if a check fails.
+    let dry: &[&str] = &[
+        "run",
+        "-p",
+        "bigbatch-benches",
+        "--bin",
+        "device-check",
+        "--",
+        "--backend",
+        "cpu",
+        "--tiny",
+        "--out",
+        "target/device-check-cpu.md",
+    ];
+    eprintln!("xtask: cargo {}", dry.join(" "));
+    status(Command::new(cargo).current_dir(root()).args(dry))
 }
 
 /// A Vulkan driver for the WGPU tests: present already, or Mesa's (software lavapipe included)

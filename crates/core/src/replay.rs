@@ -237,3 +237,87 @@ pub fn replay(
         steps,
     })
 }
+
+/// Checks a replay against a reference trajectory (the `*.expected.json` format of
+/// `tests/reference/`): the same group assignment, the same steps, the same tensors reporting a
+/// trust ratio, and `|got - want| <= tol * max(1, |want|)` for every value. Returns the largest
+/// `|got - want| / max(1, |want|)`; an error names the case, step and value.
+pub fn check_against_reference(
+    case: &str,
+    got: &ReplayOutput,
+    want: &serde_json::Value,
+    tol: f64,
+) -> Result<f64> {
+    let groups: BTreeMap<String, String> = serde_json::from_value(want["groups"].clone())
+        .map_err(|e| anyhow::anyhow!("{case}: reference groups: {e}"))?;
+    if got.groups != groups {
+        bail!(
+            "{case}: group assignment {:?}, reference {groups:?}",
+            got.groups
+        );
+    }
+    let Some(want_steps) = want["steps"].as_array() else {
+        bail!("{case}: reference has no steps array");
+    };
+    if got.steps.len() != want_steps.len() {
+        bail!(
+            "{case}: {} steps, reference {}",
+            got.steps.len(),
+            want_steps.len()
+        );
+    }
+    let mut worst = 0.0f64;
+    let mut close = |what: &dyn Fn() -> String, g: f64, w: Option<f64>| -> Result<()> {
+        let Some(w) = w else {
+            bail!("{case}: {}: reference value is not a number", what());
+        };
+        let dev = (g - w).abs() / w.abs().max(1.0);
+        if dev.is_nan() || dev > tol {
+            bail!(
+                "{case}: {}: got {g}, reference {w} (tolerance {tol})",
+                what()
+            );
+        }
+        worst = worst.max(dev);
+        Ok(())
+    };
+    for (s, w) in got.steps.iter().zip(want_steps) {
+        let Some(params) = w["params"].as_object() else {
+            bail!("{case}: step {}: reference has no params", s.step);
+        };
+        for (name, values) in params {
+            let Some(g) = s.params.get(name) else {
+                bail!("{case}: step {}: no tensor {name}", s.step);
+            };
+            let values = values.as_array().map(Vec::as_slice).unwrap_or_default();
+            if values.len() != g.len() {
+                bail!(
+                    "{case}: step {} {name}: {} values, reference {}",
+                    s.step,
+                    g.len(),
+                    values.len()
+                );
+            }
+            for (i, v) in values.iter().enumerate() {
+                close(&|| format!("step {} {name}[{i}]", s.step), g[i], v.as_f64())?;
+            }
+        }
+        let ratios = w["trust_ratios"].as_object().cloned().unwrap_or_default();
+        if !s.trust_ratios.keys().eq(ratios.keys()) {
+            bail!(
+                "{case}: step {}: tensors with a trust ratio {:?}, reference {:?}",
+                s.step,
+                s.trust_ratios.keys().collect::<Vec<_>>(),
+                ratios.keys().collect::<Vec<_>>()
+            );
+        }
+        for (name, r) in &ratios {
+            close(
+                &|| format!("step {} trust ratio of {name}", s.step),
+                s.trust_ratios[name],
+                r.as_f64(),
+            )?;
+        }
+    }
+    Ok(worst)
+}

@@ -7,7 +7,9 @@ use bigbatch_cli::run_config::compose_optimizer;
 use bigbatch_core::ModelOptimizer;
 use bigbatch_core::optimizer::OptimizerState;
 use bigbatch_core::params::ParamSlot;
-use bigbatch_core::replay::{Precision, ReplayOutput, Trace, parse_json, replay};
+use bigbatch_core::replay::{
+    Precision, ReplayOutput, Trace, check_against_reference, parse_json, replay,
+};
 use burn::tensor::{Device, Tensor};
 use std::path::PathBuf;
 
@@ -38,46 +40,40 @@ pub(super) fn cases() -> Vec<(String, PathBuf)> {
     out
 }
 
-/// `|got - want| <= tol * max(1, |want|)` for every value of every step, same groups and the same
-/// tensors reporting a trust ratio.
+/// [`check_against_reference`], as a test assertion.
 pub(super) fn compare(case: &str, got: &ReplayOutput, want: &serde_json::Value, tol: f64) {
-    let groups: std::collections::BTreeMap<String, String> =
-        serde_json::from_value(want["groups"].clone()).unwrap();
-    assert_eq!(got.groups, groups, "{case}: group assignment");
-    let want_steps = want["steps"].as_array().unwrap();
-    assert_eq!(got.steps.len(), want_steps.len(), "{case}: step count");
-    let close = |what: &str, g: f64, w: f64| {
-        assert!(
-            (g - w).abs() <= tol * w.abs().max(1.0),
-            "{case}: {what}: got {g}, reference {w} (tolerance {tol})"
-        );
-    };
-    for (s, w) in got.steps.iter().zip(want_steps) {
-        for (name, values) in w["params"].as_object().unwrap() {
-            let g = &s.params[name];
-            for (i, v) in values.as_array().unwrap().iter().enumerate() {
-                close(
-                    &format!("step {} {name}[{i}]", s.step),
-                    g[i],
-                    v.as_f64().unwrap(),
-                );
-            }
-        }
-        let ratios = w["trust_ratios"].as_object().unwrap();
-        assert_eq!(
-            s.trust_ratios.keys().collect::<Vec<_>>(),
-            ratios.keys().collect::<Vec<_>>(),
-            "{case}: step {}: tensors with a trust ratio",
-            s.step
-        );
-        for (name, r) in ratios {
-            close(
-                &format!("step {} trust ratio of {name}", s.step),
-                s.trust_ratios[name],
-                r.as_f64().unwrap(),
-            );
-        }
+    if let Err(e) = check_against_reference(case, got, want, tol) {
+        panic!("{e:#}");
     }
+}
+
+/// The check the device check relies on fails on a reference value moved by more than the
+/// tolerance, naming the value, and reports the largest deviation otherwise.
+#[test]
+fn reference_check_names_the_value_that_differs() {
+    bigbatch_cli::link_plugins();
+    let (name, path) = cases().into_iter().find(|(n, _)| n == "adam").unwrap();
+    let setup = compose_optimizer(std::slice::from_ref(&path), &[]).unwrap();
+    let want: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(path.with_file_name(format!("{name}.expected.json"))).unwrap(),
+    )
+    .unwrap();
+    let got = replay(&setup, &trace(), Precision::F64, &Device::flex()).unwrap();
+    let worst = check_against_reference(&name, &got, &want, 1e-12).unwrap();
+    assert!(worst <= 1e-12, "{worst}");
+    let mut moved = want.clone();
+    let (param, values) = moved["steps"][1]["params"]
+        .as_object_mut()
+        .unwrap()
+        .iter_mut()
+        .next()
+        .unwrap();
+    let param = param.clone();
+    values[0] = serde_json::json!(values[0].as_f64().unwrap() + 1e-3);
+    let e = check_against_reference(&name, &got, &moved, 2e-5)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&format!("step 2 {param}[0]")), "{e}");
 }
 
 #[test]
