@@ -446,6 +446,13 @@ impl Reproduction {
             Metric::FinalTrainAccuracy => r.train_accuracy.clone(),
         };
         let (na, nb) = (short(&sa), short(&sb));
+        let progress = format!(
+            "so far: {na} {} trials, {} seeds; {nb} {} trials, {} seeds",
+            sa.trials()?.len(),
+            ra.seeds,
+            sb.trials()?.len(),
+            rb.seeds
+        );
         let judged = match kind {
             Pair::Matches | Pair::Beats => match (metric(&sa, &ra), metric(&sb, &rb)) {
                 (Some(x), Some(y)) => {
@@ -472,7 +479,7 @@ impl Reproduction {
                         table,
                     }
                 }
-                _ => Judged::pending(table),
+                _ => Judged::pending(table, progress),
             },
             Pair::TrainGap => match (
                 &ra.val_accuracy,
@@ -497,7 +504,7 @@ impl Reproduction {
                         table,
                     }
                 }
-                _ => Judged::pending(table),
+                _ => Judged::pending(table, progress),
             },
         };
         Ok(judged)
@@ -532,8 +539,13 @@ impl Reproduction {
                 }
                 spreads.extend(s.map(|s| (value.clone(), s)));
             }
-            if spreads.len() < 2 {
+            if spreads.len() < 2 || pending {
                 pending = true;
+                numbers.push(format!(
+                    "{}: {} runs so far",
+                    short(&study),
+                    study.trials()?.len()
+                ));
                 continue;
             }
             let (best_value, best) = spreads
@@ -558,7 +570,7 @@ impl Reproduction {
             preferences.push((clear, same_value(&best_value, paper_value), best_value));
         }
         if pending {
-            return Ok(Judged::pending(table));
+            return Ok(Judged::pending(table, numbers.join("; ")));
         }
         let verdict = best_value_verdict(&preferences);
         Ok(Judged {
@@ -583,10 +595,10 @@ struct Judged {
 }
 
 impl Judged {
-    fn pending(table: String) -> Self {
+    fn pending(table: String, progress: String) -> Self {
         Judged {
             verdict: Verdict::Pending,
-            numbers: "-".into(),
+            numbers: progress,
             table,
         }
     }
