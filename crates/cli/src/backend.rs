@@ -52,21 +52,32 @@ pub fn devices(backend: Backend, indices: Option<&[usize]>) -> Result<Vec<Device
 }
 
 /// Creates a tiny tensor on `device` and reads it back; a backend panic (no adapter, no driver,
-/// index out of range) becomes an error naming the device and what the backend said.
+/// index out of range) becomes an error naming the device and what the backend said. Backends
+/// may panic on their own device threads and report something unrelated here, so the first panic
+/// of any thread during the probe is the cause given.
 fn probe(device: &Device, what: &str) -> Result<()> {
+    use std::sync::{Arc, Mutex};
+    let first: Arc<Mutex<Option<String>>> = Arc::default();
     let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    let seen = first.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get_or_insert_with(|| panic_message(info.payload()));
+    }));
     let tried = std::panic::catch_unwind(|| {
         burn::tensor::Tensor::<1>::zeros([1], device)
-            .into_data()
-            .try_to_vec::<f32>()
+            .try_into_data()
+            .map_err(|e| format!("{e:?}"))
+            .and_then(|d| d.try_to_vec::<f32>().map_err(|e| format!("{e:?}")))
             .map(|_| ())
     });
     std::panic::set_hook(hook);
-    match tried {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => bail!("{what} cannot be used: {e:?}"),
-        Err(panic) => bail!("{what} is not available: {}", panic_message(panic.as_ref())),
+    let cause = first.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match (tried, cause) {
+        (Ok(Ok(())), _) => Ok(()),
+        (_, Some(cause)) => bail!("{what} is not available: {cause}"),
+        (Ok(Err(e)), None) => bail!("{what} cannot be used: {e}"),
+        (Err(panic), None) => bail!("{what} is not available: {}", panic_message(panic.as_ref())),
     }
 }
 

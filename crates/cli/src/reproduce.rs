@@ -120,14 +120,31 @@ impl Verdict {
     }
 }
 
-/// How much to run.
+/// How much to run. `reproduce` records it in `<out>/budget.json`; the report judges a finding
+/// only once its studies have all of it (defaults when none is recorded: 10 trials, 5 seeds).
+#[derive(serde::Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
 pub struct Budget {
     /// Feasible quasi-random trials per tuned study.
     pub trials: u64,
     /// Seeds of each rerun (and of each value of a `BestValue` sweep).
     pub seeds: u64,
-    /// Trials or seeds run at the same time.
+    /// Trials or seeds run at the same time (not recorded).
+    #[serde(skip, default = "one")]
     pub workers: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            trials: 10,
+            seeds: 5,
+            workers: 1,
+        }
+    }
 }
 
 pub struct Reproduction {
@@ -199,6 +216,12 @@ impl Reproduction {
     /// `BestValue` sweeps (each value over seeds `0 .. seeds`).
     pub fn run(&self, only: &[String], budget: &Budget, backend: Backend) -> Result<()> {
         let findings = self.selected(only)?;
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("cannot create {}", self.out.display()))?;
+        write_atomic(
+            &self.budget_path(),
+            serde_json::to_string_pretty(budget)?.as_bytes(),
+        )?;
         let mut tuned: Vec<(PathBuf, bool)> = Vec::new();
         let mut add = |path: PathBuf, rerun: bool| match tuned.iter_mut().find(|(p, _)| *p == path)
         {
@@ -257,8 +280,28 @@ impl Reproduction {
 
     /// Writes the report of the selected findings (of all, with `only` empty); returns the files
     /// written.
+    fn budget_path(&self) -> PathBuf {
+        self.out.join("budget.json")
+    }
+
+    /// The budget recorded by the last run (the default when none was recorded).
+    pub fn budget(&self) -> Result<Budget> {
+        let path = self.budget_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{}: expected {{\"trials\": N, \"seeds\": K}}",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Budget::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
     pub fn report(&self, only: &[String]) -> Result<Vec<PathBuf>> {
         let findings = self.selected(only)?;
+        let budget = self.budget()?;
         let mut written = Vec::new();
         let mut md = String::from("# The paper's findings at CPU scale\n\n");
         md += "Written by `cargo xtask reproduce` (`bigbatch reproduce`); every number below comes \
@@ -279,7 +322,7 @@ impl Reproduction {
                 )?;
                 continue;
             }
-            let judged = self.judge(f)?;
+            let judged = self.judge(f, &budget)?;
             writeln!(
                 md,
                 "| [{}](#{}) | {} | **{}** | {} |",
@@ -402,21 +445,30 @@ impl Reproduction {
         )
     }
 
-    fn judge(&self, f: &Finding) -> Result<Judged> {
+    fn judge(&self, f: &Finding, budget: &Budget) -> Result<Judged> {
         match &f.claim {
             Claim::Matches {
                 candidate,
                 reference,
-            } => self.judge_pair(candidate, reference, Pair::Matches),
-            Claim::Beats { better, worse } => self.judge_pair(better, worse, Pair::Beats),
-            Claim::TrainGap { higher, lower } => self.judge_pair(higher, lower, Pair::TrainGap),
-            Claim::BestValue { path, expected } => self.judge_best_value(path, expected),
+            } => self.judge_pair(candidate, reference, Pair::Matches, budget),
+            Claim::Beats { better, worse } => self.judge_pair(better, worse, Pair::Beats, budget),
+            Claim::TrainGap { higher, lower } => {
+                self.judge_pair(higher, lower, Pair::TrainGap, budget)
+            }
+            Claim::BestValue { path, expected } => self.judge_best_value(path, expected, budget),
         }
     }
 
-    fn judge_pair(&self, a: &Path, b: &Path, kind: Pair) -> Result<Judged> {
+    fn judge_pair(&self, a: &Path, b: &Path, kind: Pair, budget: &Budget) -> Result<Judged> {
         let (sa, sb) = (self.study(a)?, self.study(b)?);
         let (ra, rb) = (sa.rerun_stats()?, sb.rerun_stats()?);
+        let feasible = |s: &Study| -> Result<u64> {
+            Ok(s.trials()?.values().filter(|r| r.feasible()).count() as u64)
+        };
+        let complete = feasible(&sa)? >= budget.trials
+            && feasible(&sb)? >= budget.trials
+            && ra.seeds as u64 >= budget.seeds
+            && rb.seeds as u64 >= budget.seeds;
         let mut table = String::from(
             "| study | optimizer | seeds | median val | val IQR | median train | train IQR | reaching target | median steps to target |\n\
              |---|---|---:|---:|---|---:|---|---:|---:|\n",
@@ -454,6 +506,7 @@ impl Reproduction {
             rb.seeds
         );
         let judged = match kind {
+            _ if !complete => Judged::pending(table, progress),
             Pair::Matches | Pair::Beats => match (metric(&sa, &ra), metric(&sb, &rb)) {
                 (Some(x), Some(y)) => {
                     let verdict = if kind == Pair::Matches {
@@ -510,7 +563,12 @@ impl Reproduction {
         Ok(judged)
     }
 
-    fn judge_best_value(&self, path: &str, expected: &[(PathBuf, Value)]) -> Result<Judged> {
+    fn judge_best_value(
+        &self,
+        path: &str,
+        expected: &[(PathBuf, Value)],
+        budget: &Budget,
+    ) -> Result<Judged> {
         let mut table = format!(
             "| study | `{path}` | runs | median | IQR | min - max |\n|---|---:|---:|---:|---|---|\n"
         );
@@ -522,6 +580,9 @@ impl Reproduction {
             let groups = by_value(&study, path)?;
             let mut spreads = Vec::new();
             for (value, runs) in &groups {
+                if (runs.len() as u64) < budget.seeds {
+                    pending = true;
+                }
                 let s = spread(&metric_values(runs, study.file.metric))?;
                 match &s {
                     Some(s) => writeln!(

@@ -222,6 +222,24 @@ fn reproduce_runs_resumes_and_reports() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("nope") && e.contains("pair, warmup"), "{e}");
+
+    // A finding is judged only when its studies have the whole recorded budget: with 3 seeds
+    // recorded and 2 run, both findings are pending.
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(
+            &std::fs::read_to_string(out.join("budget.json")).unwrap()
+        )
+        .unwrap(),
+        serde_json::json!({"trials": 2, "seeds": 2})
+    );
+    std::fs::write(out.join("budget.json"), r#"{"trials": 2, "seeds": 3}"#).unwrap();
+    run(&["--report-only"]).unwrap();
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    let pending = readme
+        .lines()
+        .filter(|l| l.starts_with("| [") && l.contains("**pending"))
+        .count();
+    assert_eq!(pending, 2, "{readme}");
 }
 
 #[test]
