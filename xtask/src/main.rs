@@ -12,7 +12,8 @@
 //!
 //! - `cargo xtask setup-llvm`: lets burn's CUDA backend build offline from Debian's LLVM 22.
 //! - `cargo xtask gpu-check --backend cuda|wgpu [--tiny]`: builds and bundles in
-//!   `target/gpu-check/` what a GPU machine runs (`run.sh`: `device-check` and the PyTorch twin).
+//!   `target/gpu-check/` what a GPU machine runs (`run.sh`: `device-check`, xz-compressed, and the
+//!   PyTorch twin).
 //!
 //! burn 0.22's CUDA backend depends on `tracel-llvm-bundler`, whose build script downloads an LLVM
 //! bundle even for `cargo check` unless `<data-local dir>/tracel/tracel-llvm-23.1.0-4/` holds the
@@ -297,10 +298,23 @@ mkdir -p "$out"
 export LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 (nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true) > "$out/gpu.txt" 2>&1
-timeout 230 "$here/device-check" --backend @BACKEND@ @TINY@ --root "$here" --out "$out/device-check.md" \
+# The binary travels xz-compressed (LLVM makes it large); unpacked outside $OUT.
+bin=$(mktemp -d)/device-check
+if command -v xz > /dev/null; then
+  xz -dc "$here/device-check.xz" > "$bin"
+else
+  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+    "$here/device-check.xz" "$bin"
+fi
+chmod +x "$bin"
+timeout 230 "$bin" --backend @BACKEND@ @TINY@ --root "$here" --out "$out/device-check.md" \
   > "$out/device-check.log" 2>&1
 status=$?
 [ $status -eq 124 ] && echo "**device-check stopped after 230 s**" >> "$out/device-check.md"
+if [ $status -ne 0 ] && [ $status -ne 124 ] && [ $status -ne 1 ]; then
+  { echo "**device-check could not run (exit $status)**:"; echo; tail -c 2000 "$out/device-check.log"; echo; } \
+    >> "$out/device-check.md"
+fi
 {
   echo
   echo "## PyTorch eager, same machine, same run"
@@ -367,6 +381,16 @@ fn gpu_check(args: &[String]) -> Result<()> {
     let binary = bundle.join("device-check");
     std::fs::copy(root().join("target/release/device-check"), &binary)?;
     let _ = Command::new("strip").arg(&binary).status();
+    // Compressed so that the bundle fits a transfer limit (a CUDA build is about 165 MB, 40 MB
+    // as xz); ldd below still reads the uncompressed one.
+    eprintln!("xtask: compressing the binary with xz (about 2 minutes)");
+    let packed = std::fs::File::create(bundle.join("device-check.xz"))?;
+    status(
+        Command::new("xz")
+            .args(["-T0", "-6", "-c"])
+            .arg(&binary)
+            .stdout(packed),
+    )?;
     // Shared libraries beyond the C runtime travel with the binary.
     let ldd = Command::new("ldd")
         .arg(&binary)
@@ -387,6 +411,7 @@ fn gpu_check(args: &[String]) -> Result<()> {
                 .with_context(|| format!("cannot copy {path}"))?;
         }
     }
+    std::fs::remove_file(&binary)?;
     for dir in [
         "configs/models",
         "configs/optimizers",
