@@ -305,6 +305,35 @@ fn time(warmup: usize, n: usize, mut f: impl FnMut() -> Result<f32>) -> Result<f
     Ok(start.elapsed().as_secs_f64() / n as f64)
 }
 
+/// Seconds per training step (forward, backward and optimizer update of the whole batch in one
+/// piece on `device`) of `model` under `optimizer`, after `warmup` steps, over `n` steps.
+fn time_training_steps<M: Module + Clone>(
+    model: M,
+    optimizer: &OptimizerSetup,
+    batch: usize,
+    device: &Device,
+    lr: f64,
+    (warmup, n): (usize, usize),
+    loss: impl Fn(&M) -> Tensor<1>,
+) -> Result<f64> {
+    let mut optimizer = ModelOptimizer::new(optimizer, params::describe(&model))?;
+    let split = BatchSplit::new(batch, batch, vec![device.clone()])?;
+    let mut model = Some(model);
+    time(warmup, n, || {
+        let (m, out) = step(
+            model
+                .take()
+                .expect("the model is put back after every step"),
+            &mut optimizer,
+            &split,
+            lr,
+            |m, _, _| Ok(loss(m)),
+        )?;
+        model = Some(m);
+        Ok(out.loss as f32)
+    })
+}
+
 fn setup(ron: &str, origin: &str) -> Result<OptimizerSetup> {
     parse_ron(ron, origin)
 }
@@ -342,20 +371,9 @@ fn throughput(a: &Args, device: &Device) -> Result<String> {
         )
     };
     let model = config.init(&backend::init_device())?.fork(&train_device);
-    let mut optimizer = ModelOptimizer::new(&lars, params::describe(&model))?;
-    let split = BatchSplit::new(b, b, vec![train_device.clone()])?;
     let data = SyntheticImages::new(b, channels, size, classes, &train_device);
-    let mut model = Some(model);
-    let secs = time(warmup, n, || {
-        let (m, out) = step(
-            model.take().expect("model"),
-            &mut optimizer,
-            &split,
-            1.0,
-            |m, _, _| Ok(data.loss(m)),
-        )?;
-        model = Some(m);
-        Ok(out.loss as f32)
+    let secs = time_training_steps(model, &lars, b, &train_device, 1.0, (warmup, n), |m| {
+        data.loss(m)
     })?;
     writeln!(
         md,
@@ -363,7 +381,6 @@ fn throughput(a: &Args, device: &Device) -> Result<String> {
         1e3 * secs,
         b as f64 / secs
     )?;
-    drop(model);
 
     // BERT-Large (or bert-tiny) phase-1 step.
     let adam = setup(
@@ -385,28 +402,22 @@ fn throughput(a: &Args, device: &Device) -> Result<String> {
     };
     let vocab = config.vocab_size;
     let model = config.init(&backend::init_device())?.fork(&train_device);
-    let mut optimizer = ModelOptimizer::new(&adam, params::describe(&model))?;
-    let split = BatchSplit::new(b, b, vec![train_device.clone()])?;
     let data = SyntheticBert::new(b, 128, 20, vocab, &train_device);
-    let mut model = Some(model);
-    let secs = time(warmup.min(2), n.min(5), || {
-        let (m, out) = step(
-            model.take().expect("model"),
-            &mut optimizer,
-            &split,
-            1e-4,
-            |m, _, _| Ok(data.loss(m)),
-        )?;
-        model = Some(m);
-        Ok(out.loss as f32)
-    })?;
+    let secs = time_training_steps(
+        model,
+        &adam,
+        b,
+        &train_device,
+        1e-4,
+        (warmup.min(2), n.min(5)),
+        |m| data.loss(m),
+    )?;
     writeln!(
         md,
         "| {label}, sequence 128: forward + backward + BERT-Adam step | {:.1} ms | {:.0} sequences/s |",
         1e3 * secs,
         b as f64 / secs
     )?;
-    drop(model);
 
     // Optimizer steps beside the device's copy bandwidth.
     let sets: Vec<(&str, Vec<ParamInfo>)> = if a.tiny {

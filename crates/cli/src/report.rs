@@ -43,7 +43,8 @@ fn scaling(s: &Scaling) -> String {
     }
 }
 
-fn name(study: &Study) -> String {
+/// A study's name: its file name without extension.
+pub fn name(study: &Study) -> String {
     study
         .path
         .file_stem()

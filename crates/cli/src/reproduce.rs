@@ -359,7 +359,7 @@ impl Reproduction {
                     let study = self.study(p)?;
                     for (value, runs) in by_value(&study, path)? {
                         groups.push(BoxGroup {
-                            label: format!("{} {}", short(&study), value),
+                            label: format!("{} {}", crate::report::name(&study), value),
                             values: metric_values(&runs, study.file.metric),
                         });
                     }
@@ -484,7 +484,7 @@ impl Reproduction {
             writeln!(
                 table,
                 "| {} | {} | {} | {vm} | {vi} | {tm} | {ti} | {} | {} |",
-                short(s),
+                crate::report::name(s),
                 optimizers(s),
                 r.seeds,
                 r.fraction_reaching_target
@@ -497,7 +497,7 @@ impl Reproduction {
             Metric::FinalValAccuracy => r.val_accuracy.clone(),
             Metric::FinalTrainAccuracy => r.train_accuracy.clone(),
         };
-        let (na, nb) = (short(&sa), short(&sb));
+        let (na, nb) = (crate::report::name(&sa), crate::report::name(&sb));
         let progress = format!(
             "so far: {na} {} trials, {} seeds; {nb} {} trials, {} seeds",
             sa.trials()?.len(),
@@ -588,7 +588,7 @@ impl Reproduction {
                     Some(s) => writeln!(
                         table,
                         "| {} | {value} | {} | {} | {} - {} | {} - {} |",
-                        short(&study),
+                        crate::report::name(&study),
                         s.n,
                         pct(s.median),
                         pct(s.q1),
@@ -604,7 +604,7 @@ impl Reproduction {
                 pending = true;
                 numbers.push(format!(
                     "{}: {} runs so far",
-                    short(&study),
+                    crate::report::name(&study),
                     study.trials()?.len()
                 ));
                 continue;
@@ -623,7 +623,7 @@ impl Reproduction {
             let best_value = best_value.clone();
             numbers.push(format!(
                 "{}: {} best ({}), paper {}",
-                short(&study),
+                crate::report::name(&study),
                 best_value,
                 if clear { "clear" } else { "within the spread" },
                 paper_value
@@ -793,15 +793,6 @@ fn optimizers(study: &Study) -> String {
         }
     }
     out
-}
-
-fn short(study: &Study) -> String {
-    study
-        .path
-        .file_stem()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned()
 }
 
 fn pct(x: f64) -> String {
