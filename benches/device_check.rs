@@ -170,6 +170,9 @@ fn training(a: &Args) -> Result<(String, bool)> {
     let scratch = std::env::temp_dir().join(format!("device-check-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     let configs = a.root.join("configs");
+    // 256 training and 64 test images, so that evaluation takes seconds on a software renderer.
+    let idx = scratch.join("idx");
+    bigbatch_data::idx::write_embedded_subset(&idx, 256, 64)?;
     let cases: [(&str, [&str; 2], Vec<String>); 2] = [
         (
             "resnet-mini, ghost BN 16, LAMB, batch 32",
@@ -177,10 +180,7 @@ fn training(a: &Args) -> Result<(String, bool)> {
             vec![
                 "train.batch_size=32".into(),
                 "model.bn.virtual_batch_size=16".into(),
-                format!(
-                    "data.source={{\"Idx\":\"{}\"}}",
-                    small_idx(&scratch.join("idx"))?.display()
-                ),
+                format!("data.source={{\"Idx\":\"{}\"}}", idx.display()),
                 "train.train_eval_examples=32".into(),
             ],
         ),
@@ -258,34 +258,6 @@ fn step_losses(run_dir: &Path) -> Result<Vec<f64>> {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v["loss"].as_f64())
         .collect())
-}
-
-/// A 256-image training / 64-image test IDX copy of the embedded Fashion-MNIST subset, so that
-/// evaluation takes seconds on a software renderer.
-fn small_idx(dir: &Path) -> Result<PathBuf> {
-    let (train, test) = bigbatch_data::idx::embedded_fashion_mnist()?;
-    std::fs::create_dir_all(dir)?;
-    let write = |name: &str, dims: &[u32], data: &[u8]| -> Result<()> {
-        let mut out = vec![0, 0, 8, dims.len() as u8];
-        for d in dims {
-            out.extend(d.to_be_bytes());
-        }
-        out.extend(data);
-        Ok(std::fs::write(dir.join(name), out)?)
-    };
-    for (prefix, set, n) in [("train", &train, 256usize), ("t10k", &test, 64)] {
-        write(
-            &format!("{prefix}-images-idx3-ubyte"),
-            &[n as u32, 28, 28],
-            &set.images[..n * 784],
-        )?;
-        write(
-            &format!("{prefix}-labels-idx1-ubyte"),
-            &[n as u32],
-            &set.labels[..n],
-        )?;
-    }
-    Ok(dir.to_path_buf())
 }
 
 /// Blocks until the device has finished everything queued before `t` (reads one value back).

@@ -18,6 +18,13 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// `bigbatch ARGS...` through the CLI library.
+fn cli(args: &[&str]) -> anyhow::Result<()> {
+    let mut all = vec!["bigbatch"];
+    all.extend_from_slice(args);
+    run_cli(all)
+}
+
 fn model_config() -> String {
     root()
         .join("configs/models/resnet.ron")

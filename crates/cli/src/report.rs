@@ -11,11 +11,13 @@ use bigbatch_plots::{BoxGroup, Series, box_plot, line_chart};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-fn pct(x: f64) -> String {
+/// A fraction as a percentage with two decimals.
+pub fn pct(x: f64) -> String {
     format!("{:.2}%", 100.0 * x)
 }
 
-fn spread_cell(s: &Option<Spread>) -> (String, String, String) {
+/// Median, interquartile range and range as percentages (`-` for no runs).
+pub fn spread_cell(s: &Option<Spread>) -> (String, String, String) {
     match s {
         Some(s) => (
             pct(s.median),

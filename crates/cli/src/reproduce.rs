@@ -31,6 +31,7 @@
 //!   contradict the paper; inconclusive otherwise.
 
 use crate::backend::Backend;
+use crate::report::{name, pct, spread_cell};
 use crate::study::{Metric, Study, TrialResult};
 use anyhow::{Context, Result, bail};
 use bigbatch_core::config::{load_ron, write_atomic};
@@ -38,6 +39,7 @@ use bigbatch_core::study::{Scaling, Spread, key_paths, spread};
 use bigbatch_plots::{BoxGroup, box_plot};
 use serde::Deserialize;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -235,11 +237,8 @@ impl Reproduction {
             }
             if let Claim::BestValue { path, expected } = &f.claim {
                 for (study_path, _) in expected {
-                    let full = self.here.join(study_path);
-                    let file: crate::study::StudyFile = load_ron(&full)?;
                     // The source of a `best_of` study is tuned first (trials only).
-                    if let Some(source) = &file.best_of {
-                        let source = study_path.parent().unwrap_or(Path::new("")).join(source);
+                    if let Some(source) = self.best_of_source(study_path)? {
                         add(source, false);
                     }
                     sweeps.push((study_path.clone(), path.clone()));
@@ -278,8 +277,6 @@ impl Reproduction {
         Ok(())
     }
 
-    /// Writes the report of the selected findings (of all, with `only` empty); returns the files
-    /// written.
     fn budget_path(&self) -> PathBuf {
         self.out.join("budget.json")
     }
@@ -299,6 +296,8 @@ impl Reproduction {
         }
     }
 
+    /// Writes the report of the selected findings (of all, with `only` empty); returns the files
+    /// written.
     pub fn report(&self, only: &[String]) -> Result<Vec<PathBuf>> {
         let findings = self.selected(only)?;
         let budget = self.budget()?;
@@ -322,7 +321,8 @@ impl Reproduction {
                 )?;
                 continue;
             }
-            let judged = self.judge(f, &budget)?;
+            let studies = self.studies_of(f)?;
+            let judged = judge(f, &studies, &budget)?;
             writeln!(
                 md,
                 "| [{}](#{}) | {} | **{}** | {} |",
@@ -345,7 +345,6 @@ impl Reproduction {
             }
             sections += &judged.table;
             // Protocol, search spaces, best points and charts of the finding's studies.
-            let studies = self.studies_of(f)?;
             let folder = self.out.join(&f.name);
             let (study_md, study_csv) = crate::report::tables(&studies)?;
             let report_md = folder.join("report.md");
@@ -353,13 +352,12 @@ impl Reproduction {
             written.push(report_md);
             append_csv(&mut csv, &study_csv);
             let mut charts = crate::report::plots(&studies, &folder)?;
-            if let Claim::BestValue { path, expected } = &f.claim {
+            if let Claim::BestValue { path, .. } = &f.claim {
                 let mut groups = Vec::new();
-                for (p, _) in expected {
-                    let study = self.study(p)?;
-                    for (value, runs) in by_value(&study, path)? {
+                for study in &studies {
+                    for (value, runs) in by_value(study, path)? {
                         groups.push(BoxGroup {
-                            label: format!("{} {}", crate::report::name(&study), value),
+                            label: format!("{} {}", name(study), value),
                             values: metric_values(&runs, study.file.metric),
                         });
                     }
@@ -417,18 +415,25 @@ impl Reproduction {
             return Ok(None);
         };
         for (p, _) in expected {
-            let full = self.here.join(p);
-            let file: crate::study::StudyFile = load_ron(&full)?;
-            if let Some(source) = &file.best_of {
-                let source = p.parent().unwrap_or(Path::new("")).join(source);
-                if self.study(&source)?.best()?.is_none() {
-                    return Ok(Some(source.display().to_string()));
-                }
+            if let Some(source) = self.best_of_source(p)?
+                && self.study(&source)?.best()?.is_none()
+            {
+                return Ok(Some(source.display().to_string()));
             }
         }
         Ok(None)
     }
 
+    /// The study a `best_of` study takes its base from (both relative to the findings file).
+    fn best_of_source(&self, study: &Path) -> Result<Option<PathBuf>> {
+        let file: crate::study::StudyFile = load_ron(&self.here.join(study))?;
+        Ok(file
+            .best_of
+            .map(|source| study.parent().unwrap_or(Path::new("")).join(source)))
+    }
+
+    /// The finding's studies in the order of its claim (`Matches`: candidate, reference; ...;
+    /// `BestValue`: the order of `expected`).
     fn studies_of(&self, f: &Finding) -> Result<Vec<Study>> {
         let paths: Vec<&PathBuf> = match &f.claim {
             Claim::BestValue { expected, .. } => expected.iter().map(|(p, _)| p).collect(),
@@ -444,202 +449,190 @@ impl Reproduction {
             name = f.name
         )
     }
+}
 
-    fn judge(&self, f: &Finding, budget: &Budget) -> Result<Judged> {
-        match &f.claim {
-            Claim::Matches {
-                candidate,
-                reference,
-            } => self.judge_pair(candidate, reference, Pair::Matches, budget),
-            Claim::Beats { better, worse } => self.judge_pair(better, worse, Pair::Beats, budget),
-            Claim::TrainGap { higher, lower } => {
-                self.judge_pair(higher, lower, Pair::TrainGap, budget)
-            }
-            Claim::BestValue { path, expected } => self.judge_best_value(path, expected, budget),
-        }
+/// Judges a finding on its studies (in the order of [`Reproduction::studies_of`]).
+fn judge(f: &Finding, studies: &[Study], budget: &Budget) -> Result<Judged> {
+    let pair = |kind| judge_pair(&studies[0], &studies[1], kind, budget);
+    match &f.claim {
+        Claim::Matches { .. } => pair(Pair::Matches),
+        Claim::Beats { .. } => pair(Pair::Beats),
+        Claim::TrainGap { .. } => pair(Pair::TrainGap),
+        Claim::BestValue { path, expected } => judge_best_value(path, studies, expected, budget),
     }
+}
 
-    fn judge_pair(&self, a: &Path, b: &Path, kind: Pair, budget: &Budget) -> Result<Judged> {
-        let (sa, sb) = (self.study(a)?, self.study(b)?);
-        let (ra, rb) = (sa.rerun_stats()?, sb.rerun_stats()?);
-        let feasible = |s: &Study| -> Result<u64> {
-            Ok(s.trials()?.values().filter(|r| r.feasible()).count() as u64)
-        };
-        let complete = feasible(&sa)? >= budget.trials
-            && feasible(&sb)? >= budget.trials
-            && ra.seeds as u64 >= budget.seeds
-            && rb.seeds as u64 >= budget.seeds;
-        let mut table = String::from(
-            "| study | optimizer | seeds | median val | val IQR | median train | train IQR | reaching target | median steps to target |\n\
-             |---|---|---:|---:|---|---:|---|---:|---:|\n",
-        );
-        for (s, r) in [(&sa, &ra), (&sb, &rb)] {
-            let cell = |x: &Option<Spread>| -> (String, String) {
-                x.as_ref().map_or(("-".into(), "-".into()), |x| {
-                    (pct(x.median), format!("{} - {}", pct(x.q1), pct(x.q3)))
-                })
-            };
-            let (vm, vi) = cell(&r.val_accuracy);
-            let (tm, ti) = cell(&r.train_accuracy);
-            writeln!(
-                table,
-                "| {} | {} | {} | {vm} | {vi} | {tm} | {ti} | {} | {} |",
-                crate::report::name(s),
-                optimizers(s),
-                r.seeds,
-                r.fraction_reaching_target
-                    .map_or("-".into(), |x| format!("{:.0}%", 100.0 * x)),
-                r.median_steps_to_target
-                    .map_or("-".into(), |x| format!("{x:.0}"))
-            )?;
-        }
-        let metric = |s: &Study, r: &crate::study::RerunStats| match s.file.metric {
-            Metric::FinalValAccuracy => r.val_accuracy.clone(),
-            Metric::FinalTrainAccuracy => r.train_accuracy.clone(),
-        };
-        let (na, nb) = (crate::report::name(&sa), crate::report::name(&sb));
-        let progress = format!(
-            "so far: {na} {} trials, {} seeds; {nb} {} trials, {} seeds",
-            sa.trials()?.len(),
-            ra.seeds,
-            sb.trials()?.len(),
-            rb.seeds
-        );
-        let judged = match kind {
-            _ if !complete => Judged::pending(table, progress),
-            Pair::Matches | Pair::Beats => match (metric(&sa, &ra), metric(&sb, &rb)) {
-                (Some(x), Some(y)) => {
-                    let verdict = if kind == Pair::Matches {
-                        matches_verdict(&x, &y)
-                    } else {
-                        beats_verdict(&x, &y)
-                    };
-                    let name = metric_name(sa.file.metric);
-                    Judged {
-                        verdict,
-                        numbers: format!(
-                            "median {name} {na} {} (IQR {} - {}, {} seeds) vs {nb} {} (IQR {} - {}, worst {}, {} seeds)",
-                            pct(x.median),
-                            pct(x.q1),
-                            pct(x.q3),
-                            x.n,
-                            pct(y.median),
-                            pct(y.q1),
-                            pct(y.q3),
-                            pct(y.min),
-                            y.n
-                        ),
-                        table,
-                    }
-                }
-                _ => Judged::pending(table, progress),
-            },
-            Pair::TrainGap => match (
-                &ra.val_accuracy,
-                &rb.val_accuracy,
-                &ra.train_accuracy,
-                &rb.train_accuracy,
-            ) {
-                (Some(va), Some(vb), Some(ta), Some(tb)) => {
-                    let (val_gap, train_gap) = (va.median - vb.median, ta.median - tb.median);
-                    let verdict = train_gap_verdict(va, vb, ta, tb);
-                    Judged {
-                        verdict,
-                        numbers: format!(
-                            "median train {na} {} vs {nb} {} (gap {:+.2} points); median validation {} vs {} (gap {:+.2} points)",
-                            pct(ta.median),
-                            pct(tb.median),
-                            100.0 * train_gap,
-                            pct(va.median),
-                            pct(vb.median),
-                            100.0 * val_gap
-                        ),
-                        table,
-                    }
-                }
-                _ => Judged::pending(table, progress),
-            },
-        };
-        Ok(judged)
-    }
-
-    fn judge_best_value(
-        &self,
-        path: &str,
-        expected: &[(PathBuf, Value)],
-        budget: &Budget,
-    ) -> Result<Judged> {
-        let mut table = format!(
-            "| study | `{path}` | runs | median | IQR | min - max |\n|---|---:|---:|---:|---|---|\n"
-        );
-        let mut preferences = Vec::new();
-        let mut numbers = Vec::new();
-        let mut pending = false;
-        for (p, paper_value) in expected {
-            let study = self.study(p)?;
-            let groups = by_value(&study, path)?;
-            let mut spreads = Vec::new();
-            for (value, runs) in &groups {
-                if (runs.len() as u64) < budget.seeds {
-                    pending = true;
-                }
-                let s = spread(&metric_values(runs, study.file.metric))?;
-                match &s {
-                    Some(s) => writeln!(
-                        table,
-                        "| {} | {value} | {} | {} | {} - {} | {} - {} |",
-                        crate::report::name(&study),
-                        s.n,
-                        pct(s.median),
-                        pct(s.q1),
-                        pct(s.q3),
-                        pct(s.min),
-                        pct(s.max)
-                    )?,
-                    None => pending = true,
-                }
-                spreads.extend(s.map(|s| (value.clone(), s)));
-            }
-            if spreads.len() < 2 || pending {
-                pending = true;
-                numbers.push(format!(
-                    "{}: {} runs so far",
-                    crate::report::name(&study),
-                    study.trials()?.len()
-                ));
-                continue;
-            }
-            let (best_value, best) = spreads
-                .iter()
-                .max_by(|a, b| a.1.median.total_cmp(&b.1.median))
-                .expect("two or more values");
-            let clear = clear_preference(
-                best,
-                spreads
-                    .iter()
-                    .filter(|(v, _)| v != best_value)
-                    .map(|(_, s)| s),
-            );
-            let best_value = best_value.clone();
-            numbers.push(format!(
-                "{}: {} best ({}), paper {}",
-                crate::report::name(&study),
-                best_value,
-                if clear { "clear" } else { "within the spread" },
-                paper_value
-            ));
-            preferences.push((clear, same_value(&best_value, paper_value), best_value));
-        }
-        if pending {
-            return Ok(Judged::pending(table, numbers.join("; ")));
-        }
-        let verdict = best_value_verdict(&preferences);
-        Ok(Judged {
-            verdict,
-            numbers: numbers.join("; "),
+fn judge_pair(sa: &Study, sb: &Study, kind: Pair, budget: &Budget) -> Result<Judged> {
+    let (ra, rb) = (sa.rerun_stats()?, sb.rerun_stats()?);
+    let (ta, tb) = (sa.trials()?, sb.trials()?);
+    let feasible =
+        |t: &BTreeMap<u64, TrialResult>| t.values().filter(|r| r.feasible()).count() as u64;
+    let complete = feasible(&ta) >= budget.trials
+        && feasible(&tb) >= budget.trials
+        && ra.seeds as u64 >= budget.seeds
+        && rb.seeds as u64 >= budget.seeds;
+    let mut table = String::from(
+        "| study | optimizer | seeds | median val | val IQR | median train | train IQR | reaching target | median steps to target |\n\
+         |---|---|---:|---:|---|---:|---|---:|---:|\n",
+    );
+    for (s, r) in [(sa, &ra), (sb, &rb)] {
+        let (vm, vi, _) = spread_cell(&r.val_accuracy);
+        let (tm, ti, _) = spread_cell(&r.train_accuracy);
+        writeln!(
             table,
-        })
+            "| {} | {} | {} | {vm} | {vi} | {tm} | {ti} | {} | {} |",
+            name(s),
+            optimizers(s),
+            r.seeds,
+            r.fraction_reaching_target
+                .map_or("-".into(), |x| format!("{:.0}%", 100.0 * x)),
+            r.median_steps_to_target
+                .map_or("-".into(), |x| format!("{x:.0}"))
+        )?;
     }
+    let metric = |s: &Study, r: &crate::study::RerunStats| match s.file.metric {
+        Metric::FinalValAccuracy => r.val_accuracy.clone(),
+        Metric::FinalTrainAccuracy => r.train_accuracy.clone(),
+    };
+    let (na, nb) = (name(sa), name(sb));
+    let progress = format!(
+        "so far: {na} {} trials, {} seeds; {nb} {} trials, {} seeds",
+        ta.len(),
+        ra.seeds,
+        tb.len(),
+        rb.seeds
+    );
+    let judged = match kind {
+        _ if !complete => Judged::pending(table, progress),
+        Pair::Matches | Pair::Beats => match (metric(sa, &ra), metric(sb, &rb)) {
+            (Some(x), Some(y)) => {
+                let verdict = if kind == Pair::Matches {
+                    matches_verdict(&x, &y)
+                } else {
+                    beats_verdict(&x, &y)
+                };
+                let name = metric_name(sa.file.metric);
+                Judged {
+                    verdict,
+                    numbers: format!(
+                        "median {name} {na} {} (IQR {} - {}, {} seeds) vs {nb} {} (IQR {} - {}, worst {}, {} seeds)",
+                        pct(x.median),
+                        pct(x.q1),
+                        pct(x.q3),
+                        x.n,
+                        pct(y.median),
+                        pct(y.q1),
+                        pct(y.q3),
+                        pct(y.min),
+                        y.n
+                    ),
+                    table,
+                }
+            }
+            _ => Judged::pending(table, progress),
+        },
+        Pair::TrainGap => match (
+            &ra.val_accuracy,
+            &rb.val_accuracy,
+            &ra.train_accuracy,
+            &rb.train_accuracy,
+        ) {
+            (Some(va), Some(vb), Some(ta), Some(tb)) => {
+                let (val_gap, train_gap) = (va.median - vb.median, ta.median - tb.median);
+                let verdict = train_gap_verdict(va, vb, ta, tb);
+                Judged {
+                    verdict,
+                    numbers: format!(
+                        "median train {na} {} vs {nb} {} (gap {:+.2} points); median validation {} vs {} (gap {:+.2} points)",
+                        pct(ta.median),
+                        pct(tb.median),
+                        100.0 * train_gap,
+                        pct(va.median),
+                        pct(vb.median),
+                        100.0 * val_gap
+                    ),
+                    table,
+                }
+            }
+            _ => Judged::pending(table, progress),
+        },
+    };
+    Ok(judged)
+}
+
+fn judge_best_value(
+    path: &str,
+    studies: &[Study],
+    expected: &[(PathBuf, Value)],
+    budget: &Budget,
+) -> Result<Judged> {
+    let mut table = format!(
+        "| study | `{path}` | runs | median | IQR | min - max |\n|---|---:|---:|---:|---|---|\n"
+    );
+    let mut preferences = Vec::new();
+    let mut numbers = Vec::new();
+    let mut pending = false;
+    for (study, (_, paper_value)) in studies.iter().zip(expected) {
+        let groups = by_value(study, path)?;
+        let mut spreads = Vec::new();
+        for (value, runs) in &groups {
+            if (runs.len() as u64) < budget.seeds {
+                pending = true;
+            }
+            let s = spread(&metric_values(runs, study.file.metric))?;
+            match &s {
+                Some(x) => {
+                    let (median, iqr, range) = spread_cell(&s);
+                    writeln!(
+                        table,
+                        "| {} | {value} | {} | {median} | {iqr} | {range} |",
+                        name(study),
+                        x.n
+                    )?
+                }
+                None => pending = true,
+            }
+            spreads.extend(s.map(|s| (value.clone(), s)));
+        }
+        if spreads.len() < 2 || pending {
+            pending = true;
+            numbers.push(format!(
+                "{}: {} runs so far",
+                name(study),
+                study.trials()?.len()
+            ));
+            continue;
+        }
+        let (best_value, best) = spreads
+            .iter()
+            .max_by(|a, b| a.1.median.total_cmp(&b.1.median))
+            .expect("two or more values");
+        let clear = clear_preference(
+            best,
+            spreads
+                .iter()
+                .filter(|(v, _)| v != best_value)
+                .map(|(_, s)| s),
+        );
+        let best_value = best_value.clone();
+        numbers.push(format!(
+            "{}: {} best ({}), paper {}",
+            name(study),
+            best_value,
+            if clear { "clear" } else { "within the spread" },
+            paper_value
+        ));
+        preferences.push((clear, same_value(&best_value, paper_value), best_value));
+    }
+    if pending {
+        return Ok(Judged::pending(table, numbers.join("; ")));
+    }
+    let verdict = best_value_verdict(&preferences);
+    Ok(Judged {
+        verdict,
+        numbers: numbers.join("; "),
+        table,
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -793,10 +786,6 @@ fn optimizers(study: &Study) -> String {
         }
     }
     out
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.2}%", 100.0 * x)
 }
 
 /// GitHub's heading anchor: lower case, spaces to dashes, other punctuation dropped.

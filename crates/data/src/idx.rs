@@ -120,6 +120,52 @@ pub fn embedded_fashion_mnist() -> Result<(ImageDataset, ImageDataset)> {
     Ok((train, test))
 }
 
+/// IDX bytes of unsigned-byte data (type 0x08) with dimensions `dims`, the layout [`decode`]
+/// reads.
+pub fn encode(dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        out.extend(d.to_be_bytes());
+    }
+    out.extend(data);
+    out
+}
+
+/// Writes the first `train` training and `test` test images of the embedded subset as the four
+/// standard IDX files in `dir` (a small data directory for `data.source: Idx(dir)`, e.g. so that
+/// evaluation takes seconds on a software renderer).
+pub fn write_embedded_subset(dir: &Path, train: usize, test: usize) -> Result<()> {
+    let (train_set, test_set) = embedded_fashion_mnist()?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (prefix, set, n) in [("train", &train_set, train), ("t10k", &test_set, test)] {
+        let pixels = set.channels * set.height * set.width;
+        if n > set.labels.len() {
+            bail!(
+                "the embedded {prefix} set has {} images, not {n}",
+                set.labels.len()
+            );
+        }
+        for (name, bytes) in [
+            (
+                format!("{prefix}-images-idx3-ubyte"),
+                encode(
+                    &[n as u32, set.height as u32, set.width as u32],
+                    &set.images[..n * pixels],
+                ),
+            ),
+            (
+                format!("{prefix}-labels-idx1-ubyte"),
+                encode(&[n as u32], &set.labels[..n]),
+            ),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
     for candidate in [stem.to_string(), format!("{stem}.gz")] {
         let p = dir.join(&candidate);

@@ -3,17 +3,10 @@
 //! point of a tuned study (`best_of`); rerun, it runs nothing new; the report regenerates from
 //! the result files alone.
 
-use super::{root, scratch};
-use bigbatch_cli::run_cli;
+use super::{cli, root, scratch};
 use bigbatch_cli::study::Study;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-fn cli(args: &[&str]) -> anyhow::Result<()> {
-    let mut all = vec!["bigbatch"];
-    all.extend_from_slice(args);
-    run_cli(all)
-}
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();

@@ -1,8 +1,7 @@
 //! Tuning studies end to end on the CPU preset with a tiny budget: trials, a diverged trial that
 //! does not count, a killed trial that reruns, reruns over seeds, the report, bad study files.
 
-use super::{root, scratch};
-use bigbatch_cli::run_cli;
+use super::{cli, root, scratch};
 use bigbatch_cli::study::{Study, TrialResult};
 use std::path::Path;
 
@@ -37,12 +36,6 @@ fn write_study(dir: &Path, search_extra: &str) -> std::path::PathBuf {
     )
     .unwrap();
     path
-}
-
-fn cli(args: &[&str]) -> anyhow::Result<()> {
-    let mut all = vec!["bigbatch"];
-    all.extend_from_slice(args);
-    run_cli(all)
 }
 
 #[test]

@@ -15,7 +15,7 @@ use bigbatch_cli::run_cli;
 use bigbatch_cli::run_config::compose_optimizer;
 use bigbatch_core::replay::{Precision, replay};
 use burn::tensor::{Device, DeviceKind};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn wgpu() -> Device {
     Device::wgpu(DeviceKind::DefaultDevice)
@@ -57,34 +57,6 @@ fn training_on_wgpu_matches_the_cpu() {
     let (lg, pg) = run_steps(bert_workload(&b), &b, 16, vec![gpu], 3);
     assert_close("bert losses", &f32s(&lc), &f32s(&lg), 1e-4);
     assert_close("bert parameters", &pc, &pg, 1e-3);
-}
-
-/// A small IDX copy of the embedded Fashion-MNIST (256 training, 64 test images), so that
-/// evaluation on the software renderer takes seconds.
-fn small_idx(dir: &Path) -> PathBuf {
-    let (train, test) = bigbatch_data::idx::embedded_fashion_mnist().unwrap();
-    let write = |name: &str, dims: &[u32], data: &[u8]| {
-        let mut out = vec![0, 0, 8, dims.len() as u8];
-        for d in dims {
-            out.extend(d.to_be_bytes());
-        }
-        out.extend(data);
-        std::fs::write(dir.join(name), out).unwrap();
-    };
-    std::fs::create_dir_all(dir).unwrap();
-    for (prefix, set, n) in [("train", &train, 256usize), ("t10k", &test, 64)] {
-        write(
-            &format!("{prefix}-images-idx3-ubyte"),
-            &[n as u32, 28, 28],
-            &set.images[..n * 784],
-        );
-        write(
-            &format!("{prefix}-labels-idx1-ubyte"),
-            &[n as u32],
-            &set.labels[..n],
-        );
-    }
-    dir.to_path_buf()
 }
 
 fn train(out: &Path, data: &Path, backend: &str, steps: &str, resume: bool) {
@@ -130,7 +102,9 @@ fn train(out: &Path, data: &Path, backend: &str, steps: &str, resume: bool) {
 #[test]
 fn checkpoints_move_between_backends() {
     let dir = scratch("wgpu-checkpoints");
-    let data = small_idx(&dir.join("data"));
+    // 256 training and 64 test images, so that evaluation takes seconds on the software renderer.
+    let data = dir.join("data");
+    bigbatch_data::idx::write_embedded_subset(&data, 256, 64).unwrap();
     let straight = dir.join("straight");
     train(&straight, &data, "cpu", "train.steps=4", false);
     let losses = |d: &Path| -> Vec<f32> {
