@@ -7,27 +7,28 @@
 //!     python3 benches/torch_models.py
 
 use bigbatch_benches::{SyntheticBert, SyntheticImages};
-use bigbatch_models::{BertConfig, ResNetConfig};
+use bigbatch_models::{BertConfig, Gelu, ResNetConfig};
 use burn::tensor::Device;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::time::Duration;
 
-fn resnet_mini(c: &mut Criterion) {
+fn resnet_mini(c: &mut Criterion, name: &str, virtual_batch_size: Option<usize>) {
     let device = Device::flex().autodiff();
     // configs/models/resnet.ron: the mini preset with a stride-2 stem.
-    let config = ResNetConfig {
+    let mut config = ResNetConfig {
         stem: bigbatch_models::resnet::Stem::Small { stride: 2 },
         ..ResNetConfig::resnet_mini()
     };
-    let model = config.init(&device).unwrap();
+    config.bn.virtual_batch_size = virtual_batch_size;
     let b = 256;
+    let model = config.init_for_batch(&device, b).unwrap();
     let data = SyntheticImages::new(b, 1, 28, 10, &device);
     let mut group = c.benchmark_group("forward_backward");
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(10));
     group.throughput(Throughput::Elements(b as u64));
-    group.bench_function("resnet_mini_batch256", |bench| {
+    group.bench_function(name, |bench| {
         bench.iter(|| {
             std::hint::black_box(data.loss(&model).backward());
         })
@@ -54,13 +55,23 @@ fn bert(c: &mut Criterion, name: &str, config: BertConfig) {
 }
 
 fn benches(c: &mut Criterion) {
-    resnet_mini(c);
+    // As the `bigbatch` binary does.
+    bigbatch_cli::keep_freed_memory();
+    resnet_mini(c, "resnet_mini_batch256", None);
+    // The paper's ghost batch norm (virtual batches of 64).
+    resnet_mini(c, "resnet_mini_ghost64_batch256", Some(64));
     let small_vocab = |c: BertConfig| BertConfig {
         vocab_size: 8192,
         ..c
     };
     bert(c, "bert_tiny", small_vocab(BertConfig::bert_tiny()));
+    let erf = |c: BertConfig| BertConfig {
+        gelu: Gelu::Erf,
+        ..small_vocab(c)
+    };
+    bert(c, "bert_tiny_erf", erf(BertConfig::bert_tiny()));
     bert(c, "bert_mini", small_vocab(BertConfig::bert_mini()));
+    bert(c, "bert_mini_erf", erf(BertConfig::bert_mini()));
 }
 
 criterion_group!(model_benches, benches);

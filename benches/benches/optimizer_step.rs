@@ -11,7 +11,7 @@ use bigbatch_core::config::parse_ron;
 use bigbatch_core::params::{ParamInfo, ParamSlot};
 use bigbatch_core::{ModelOptimizer, OptimizerSetup};
 use burn::tensor::{Device, Distribution, Tensor};
-use criterion::{Criterion, SamplingMode, Throughput};
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -49,20 +49,27 @@ fn bench_set(c: &mut Criterion, set: &str, infos: Vec<ParamInfo>) {
         group.throughput(Throughput::Bytes(4 * u64::from(o.words) * numel as u64));
         let setup: OptimizerSetup = parse_ron(o.ron, o.name).expect("benchmark config parses");
         let mut optimizer = ModelOptimizer::new(&setup, infos.clone()).expect("config builds");
+        // As in training: the model holds the values (shared), the optimizer owns the summed
+        // gradients (one reference each, so they can be overwritten); fresh copies every
+        // iteration, made outside the measurement.
         let slots = || -> Vec<ParamSlot> {
             values
                 .iter()
                 .zip(&grads)
                 .map(|(v, g)| ParamSlot {
                     value: v.clone(),
-                    grad: g.clone(),
+                    grad: g.clone().mul_scalar(1.0),
                 })
                 .collect()
         };
         // Allocate the state outside the measurement.
         drop(optimizer.step(0.1, slots()));
         group.bench_function(o.name, |b| {
-            b.iter(|| black_box(optimizer.step(0.1, slots())))
+            b.iter_batched(
+                slots,
+                |s| black_box(optimizer.step(0.1, s)),
+                BatchSize::PerIteration,
+            )
         });
     }
     group.finish();
@@ -120,6 +127,8 @@ fn report(sets: &[(&str, usize)]) -> String {
 }
 
 fn main() {
+    // As the `bigbatch` binary does.
+    bigbatch_cli::keep_freed_memory();
     bigbatch_cli::link_plugins();
     let mut c = Criterion::default().configure_from_args();
     let resnet = resnet50_params();

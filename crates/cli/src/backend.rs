@@ -10,7 +10,7 @@ pub enum Backend {
     Cpu,
     /// WGPU (Vulkan/Metal/DX12; also Mesa's software Vulkan): cargo feature `wgpu`.
     Wgpu,
-    /// CUDA: cargo feature `cuda` (its build downloads an LLVM bundle: needs network access).
+    /// CUDA: cargo feature `cuda` (its build needs LLVM: `cargo xtask setup-llvm` on Debian/Ubuntu).
     Cuda,
 }
 
@@ -147,6 +147,6 @@ fn cuda_index(_: usize) -> Result<Device> {
 #[cfg(not(feature = "cuda"))]
 fn cuda() -> Result<Device> {
     anyhow::bail!(
-        "--backend cuda: this bigbatch was built without the `cuda` feature; rebuild with `cargo build --release -p bigbatch-cli --features cuda` (the CUDA build downloads an LLVM bundle and needs network access)"
+        "--backend cuda: this bigbatch was built without the `cuda` feature; rebuild with `cargo build --release -p bigbatch-cli --features cuda` (run `cargo xtask setup-llvm` first on Debian/Ubuntu, or let the build download its LLVM bundle)"
     )
 }

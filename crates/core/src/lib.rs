@@ -19,7 +19,7 @@ pub mod testing;
 pub mod transforms;
 
 pub use groups::{DecayMode, GroupSettings, OptimizerChoice, OptimizerSetup, ParamKind, Selector};
-pub use optimizer::{GroupContext, ModelOptimizer, StepContext, TensorOptimizer};
+pub use optimizer::{GroupContext, ModelOptimizer, State, StepContext, TensorOptimizer};
 pub use params::{ParamInfo, ParamSlot};
 pub use registry::OptimizerPlugin;
 pub use schedule::Schedule;

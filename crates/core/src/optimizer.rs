@@ -10,6 +10,7 @@ use crate::registry;
 use crate::transforms::{self, AdamHyper};
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 
@@ -131,6 +132,62 @@ impl OptimizerState {
     }
 }
 
+/// One parameter's optimizer state: [`TensorOptimizer::state_slots`] tensors shaped like the
+/// flat parameter. A transform moves a slot's tensor out ([`State::take`]) and puts its new
+/// value back ([`State::put`]) instead of cloning it: burn's CPU backend writes an element-wise
+/// result into an operand's buffer when the operand's tensor is its only reference.
+#[derive(Clone, Debug, Default)]
+pub struct State(Vec<Option<Tensor<1>>>);
+
+impl State {
+    pub fn new(tensors: Vec<Tensor<1>>) -> Self {
+        Self(tensors.into_iter().map(Some).collect())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Moves slot `slot`'s tensor out until [`State::put`] returns it.
+    ///
+    /// # Panics
+    /// If the slot does not exist or was taken and not put back (a bug in the optimizer).
+    pub fn take(&mut self, slot: usize) -> Tensor<1> {
+        self.0[slot]
+            .take()
+            .unwrap_or_else(|| panic!("optimizer state slot {slot} taken twice"))
+    }
+
+    pub fn put(&mut self, slot: usize, tensor: Tensor<1>) {
+        self.0[slot] = Some(tensor);
+    }
+
+    /// Slot `slot`'s tensor.
+    ///
+    /// # Panics
+    /// If the slot does not exist or is taken.
+    pub fn get(&self, slot: usize) -> &Tensor<1> {
+        self.0[slot]
+            .as_ref()
+            .expect("optimizer state read while a slot is taken")
+    }
+
+    /// The tensors, in slot order.
+    ///
+    /// # Panics
+    /// If a slot is still taken (only possible inside a step).
+    pub fn tensors(&self) -> impl Iterator<Item = &Tensor<1>> {
+        self.0.iter().map(|t| {
+            t.as_ref()
+                .expect("optimizer state read while a slot is taken")
+        })
+    }
+}
+
 /// A per-tensor optimizer: the composition of transforms one group applies.
 pub trait TensorOptimizer: Send + Sync {
     /// How many state tensors (each shaped like the parameter, zero at start) it keeps.
@@ -145,7 +202,7 @@ pub trait TensorOptimizer: Send + Sync {
         ctx: &StepContext,
         param: Tensor<1>,
         grad: Tensor<1>,
-        state: &mut [Tensor<1>],
+        state: &mut State,
     ) -> Tensor<1>;
 }
 
@@ -154,7 +211,7 @@ pub struct ModelOptimizer {
     params: Vec<ParamInfo>,
     assignment: Assignment,
     optimizers: Vec<Box<dyn TensorOptimizer>>,
-    states: Vec<Vec<Tensor<1>>>,
+    states: Vec<State>,
     steps_done: u64,
     needs_global_norm: bool,
 }
@@ -169,7 +226,7 @@ impl ModelOptimizer {
         }
         let needs_global_norm = optimizers.iter().any(|o| o.needs_global_grad_norm());
         Ok(Self {
-            states: vec![Vec::new(); params.len()],
+            states: vec![State::default(); params.len()],
             params,
             assignment,
             optimizers,
@@ -219,7 +276,7 @@ impl ModelOptimizer {
                 .map(|(i, (p, s))| ParamState {
                     path: p.path.clone(),
                     group: self.group_of(i).to_string(),
-                    tensors: s.iter().map(|t| t.clone().into_data()).collect(),
+                    tensors: s.tensors().map(|t| t.clone().into_data()).collect(),
                 })
                 .collect(),
         }
@@ -267,7 +324,7 @@ impl ModelOptimizer {
                 let dtype = data.dtype();
                 tensors.push(Tensor::<1>::from_data(data, (device, dtype)));
             }
-            states.push(tensors);
+            states.push(State::new(tensors));
         }
         self.states = states;
         self.steps_done = saved.steps_done;
@@ -309,26 +366,41 @@ impl ModelOptimizer {
         } else {
             None
         };
-        let mut out = Vec::with_capacity(slots.len());
-        for (i, slot) in slots.into_iter().enumerate() {
-            let g = self.assignment.group_of[i];
-            let optimizer = &self.optimizers[g];
-            let state = &mut self.states[i];
-            if state.is_empty() {
-                *state = (0..optimizer.state_slots())
-                    .map(|_| slot.value.zeros_like())
-                    .collect();
-            }
-            let probe = RefCell::new(None);
-            let ctx = StepContext {
-                lr: lr * self.assignment.groups[g].1.lr_scale,
-                step: self.steps_done,
-                global_grad_norm: global.as_ref(),
-                trust_ratio_out: ratios.is_some().then_some(&probe),
-            };
-            out.push(optimizer.step(&ctx, slot.value, slot.grad, state));
+        // Tensors are independent: they are updated in parallel (burn's CPU backend runs most
+        // element-wise operations on one thread), each with the same operations as alone.
+        let steps_done = self.steps_done;
+        let report = ratios.is_some();
+        let (optimizers, assignment) = (&self.optimizers, &self.assignment);
+        let updated: Vec<(Tensor<1>, Option<Tensor<1>>)> = slots
+            .into_par_iter()
+            .zip(self.states.par_iter_mut())
+            .enumerate()
+            .map(|(i, (slot, state))| {
+                let g = assignment.group_of[i];
+                let optimizer = &optimizers[g];
+                if state.is_empty() {
+                    *state = State::new(
+                        (0..optimizer.state_slots())
+                            .map(|_| slot.value.zeros_like())
+                            .collect(),
+                    );
+                }
+                let probe = RefCell::new(None);
+                let ctx = StepContext {
+                    lr: lr * assignment.groups[g].1.lr_scale,
+                    step: steps_done,
+                    global_grad_norm: global.as_ref(),
+                    trust_ratio_out: report.then_some(&probe),
+                };
+                let value = optimizer.step(&ctx, slot.value, slot.grad, state);
+                (value, probe.into_inner())
+            })
+            .collect();
+        let mut out = Vec::with_capacity(updated.len());
+        for (value, ratio) in updated {
+            out.push(value);
             if let Some(r) = ratios.as_deref_mut() {
-                r.push(probe.into_inner());
+                r.push(ratio);
             }
         }
         out

@@ -1,7 +1,13 @@
 //! Small, named gradient transforms (after optax's `transform.py`), on flat rank-1 tensors.
 //! Optimizer crates are short compositions of these. Every function is pure: state goes in and
 //! comes out.
+//!
+//! Buffers: burn's CPU backend writes an element-wise result into an operand's buffer when that
+//! operand's tensor has a single reference, and allocates a new buffer otherwise. State tensors
+//! are therefore moved out of their slots ([`State::take`]) rather than cloned, and the gradient
+//! (which the optimizer owns) is consumed by its last use.
 
+use crate::optimizer::State;
 use burn::tensor::{Bool, Tensor};
 
 /// `||x||_2` as a one-element tensor (no host synchronisation).
@@ -47,7 +53,8 @@ pub fn momentum(
 }
 
 /// Adam moments (Kingma & Ba 2015; optax `scale_by_adam`): `m <- b1 m + (1-b1) g`,
-/// `v <- b2 v + (1-b2) g^2`. Returns `(new m, new v)`.
+/// `v <- b2 v + (1-b2) g^2`. Returns `(new m, new v)`. Nine words per element for `v` (the
+/// square needs its own buffer), seven for `m` (which then reuses the gradient's).
 pub fn adam_moments(
     grad: Tensor<1>,
     m: Tensor<1>,
@@ -55,14 +62,20 @@ pub fn adam_moments(
     beta1: f64,
     beta2: f64,
 ) -> (Tensor<1>, Tensor<1>) {
-    let m = m.mul_scalar(beta1) + grad.clone().mul_scalar(1.0 - beta1);
-    let v = v.mul_scalar(beta2) + grad.square().mul_scalar(1.0 - beta2);
+    let v = v.mul_scalar(beta2) + grad.clone().square().mul_scalar(1.0 - beta2);
+    let m = m.mul_scalar(beta1) + grad.mul_scalar(1.0 - beta1);
     (m, v)
 }
 
-/// The Adam direction `m_hat / (sqrt(v_hat + eps_root) + eps)` where, with bias correction at
-/// 1-based step `t`, `m_hat = m / (1 - b1^t)` and `v_hat = v / (1 - b2^t)` (optax
+/// `scale` times the Adam direction `m_hat / (sqrt(v_hat + eps_root) + eps)` where, with bias
+/// correction at 1-based step `t`, `m_hat = m / (1 - b1^t)` and `v_hat = v / (1 - b2^t)` (optax
 /// `scale_by_adam`); without it `m_hat = m`, `v_hat = v` (BERT's `AdamWeightDecayOptimizer`).
+/// `scale` lets a caller fold the learning rate into the same pass.
+///
+/// With `eps_root = 0` (every shipped config) the scalars are folded as in torch's
+/// `_multi_tensor_adam`: `(scale sqrt(c2) / c1) m / (sqrt(v) + eps sqrt(c2))`, where
+/// `c1 = 1 - b1^t` and `c2 = 1 - b2^t`: four passes, equal to the formula above up to f32
+/// rounding.
 #[allow(clippy::too_many_arguments)]
 pub fn adam_direction(
     m: &Tensor<1>,
@@ -73,6 +86,7 @@ pub fn adam_direction(
     eps_root: f64,
     step: u64,
     bias_correction: bool,
+    scale: f64,
 ) -> Tensor<1> {
     let (c1, c2) = if bias_correction {
         let t = step as i32;
@@ -80,9 +94,14 @@ pub fn adam_direction(
     } else {
         (1.0, 1.0)
     };
-    let m_hat = m.clone().div_scalar(c1);
-    let v_hat = v.clone().div_scalar(c2);
-    m_hat / (v_hat.add_scalar(eps_root).sqrt().add_scalar(eps))
+    if eps_root == 0.0 {
+        let root_c2 = c2.sqrt();
+        let denominator = v.clone().sqrt().add_scalar(eps * root_c2);
+        (m.clone() / denominator).mul_scalar(scale * root_c2 / c1)
+    } else {
+        let denominator = v.clone().div_scalar(c2).add_scalar(eps_root).sqrt();
+        (m.clone() / denominator.add_scalar(eps)).mul_scalar(scale / c1)
+    }
 }
 
 /// Adam's hyperparameters (optax `scale_by_adam`).
@@ -95,15 +114,17 @@ pub struct AdamHyper {
     pub bias_correction: bool,
 }
 
-/// optax `scale_by_adam`: updates the moments held in `state[0]` (m) and `state[1]` (v) with
-/// [`adam_moments`] and returns [`adam_direction`] at 1-based `step`.
+/// optax `scale_by_adam` followed by a scaling by `scale` (1, or the learning rate): updates the
+/// moments held in `slot 0 (m) and slot 1 (v) with [`adam_moments`] and returns
+/// [`adam_direction`] at 1-based `step`.
 pub fn scale_by_adam(
     grad: Tensor<1>,
-    state: &mut [Tensor<1>],
+    state: &mut State,
     h: &AdamHyper,
     step: u64,
+    scale: f64,
 ) -> Tensor<1> {
-    let (m, v) = adam_moments(grad, state[0].clone(), state[1].clone(), h.beta1, h.beta2);
+    let (m, v) = adam_moments(grad, state.take(0), state.take(1), h.beta1, h.beta2);
     let direction = adam_direction(
         &m,
         &v,
@@ -113,9 +134,10 @@ pub fn scale_by_adam(
         h.eps_root,
         step,
         h.bias_correction,
+        scale,
     );
-    state[0] = m;
-    state[1] = v;
+    state.put(0, m);
+    state.put(1, v);
     direction
 }
 

@@ -8,7 +8,7 @@ pub mod ghost_bn;
 pub mod resnet;
 
 pub use bert::{
-    Bert, BertBatch, BertConfig, BertForPretraining, LossDenominators, PretrainingOutput,
+    Bert, BertBatch, BertConfig, BertForPretraining, Gelu, LossDenominators, PretrainingOutput,
 };
 pub use ghost_bn::GhostBatchNorm;
 pub use resnet::{ResNet, ResNetConfig};

@@ -17,10 +17,10 @@
 //! `trust_ratio: Some(true)` scales the final direction by `||w|| / ||u||` (then it is LAMB).
 
 use anyhow::Result;
-use bigbatch_core::optimizer::{GroupContext, StepContext, TensorOptimizer};
+use bigbatch_core::optimizer::{GroupContext, State, StepContext, TensorOptimizer};
 use bigbatch_core::registry::{OptimizerPlugin, parse_config};
 use bigbatch_core::transforms::{
-    AdamHyper, add_l2, clip_by_global_norm, scale_by, scale_by_adam, trust_ratio,
+    AdamHyper, add_l2, clip_by_global_norm, decoupled_decay, scale_by, scale_by_adam, trust_ratio,
 };
 use bigbatch_core::{DecayMode, inventory};
 use burn::tensor::Tensor;
@@ -71,7 +71,7 @@ impl TensorOptimizer for Adam {
         ctx: &StepContext,
         param: Tensor<1>,
         grad: Tensor<1>,
-        state: &mut [Tensor<1>],
+        state: &mut State,
     ) -> Tensor<1> {
         let mut g = grad;
         if let (Some(max), Some(norm)) = (self.max_grad_norm, ctx.global_grad_norm) {
@@ -80,16 +80,22 @@ impl TensorOptimizer for Adam {
         if self.decay_mode == DecayMode::L2 {
             g = add_l2(g, &param, self.weight_decay);
         }
-        let mut u = scale_by_adam(g, state, &self.hyper, ctx.step);
+        if !self.trust_ratio {
+            // The learning rate is folded into the direction's last pass; decoupled decay is
+            // `w (1 - lr lambda) - lr r`.
+            let step = scale_by_adam(g, state, &self.hyper, ctx.step, ctx.lr);
+            return match self.decay_mode {
+                DecayMode::Decoupled => decoupled_decay(param, ctx.lr, self.weight_decay) - step,
+                DecayMode::L2 => param - step,
+            };
+        }
+        let mut u = scale_by_adam(g, state, &self.hyper, ctx.step, 1.0);
         if self.decay_mode == DecayMode::Decoupled {
             u = add_l2(u, &param, self.weight_decay);
         }
-        if self.trust_ratio {
-            let ratio = trust_ratio(&param, &u);
-            ctx.report_trust_ratio(&ratio);
-            u = scale_by(u, ratio);
-        }
-        param - u.mul_scalar(ctx.lr)
+        let ratio = trust_ratio(&param, &u);
+        ctx.report_trust_ratio(&ratio);
+        param - scale_by(u, ratio.mul_scalar(ctx.lr))
     }
 }
 

@@ -20,7 +20,7 @@ fn ctx(lr: f64, step: u64) -> StepContext<'static> {
     StepContext::new(lr, step)
 }
 fn run(o: &dyn TensorOptimizer, w0: f32, grads: &[f32], lr: f64) -> f64 {
-    let mut s = vec![t(&[0.0]), t(&[0.0])];
+    let mut s = State::new(vec![t(&[0.0]), t(&[0.0])]);
     let mut w = t(&[w0]);
     for (i, g) in grads.iter().enumerate() {
         w = o.step(&ctx(lr, i as u64 + 1), w, t(&[*g]), &mut s);

@@ -15,7 +15,7 @@
 //! `decay_mode: Some(L2)` the decay is added to the gradient before the moments instead.
 
 use anyhow::Result;
-use bigbatch_core::optimizer::{GroupContext, StepContext, TensorOptimizer};
+use bigbatch_core::optimizer::{GroupContext, State, StepContext, TensorOptimizer};
 use bigbatch_core::registry::{OptimizerPlugin, parse_config};
 use bigbatch_core::transforms::{
     AdamHyper, add_l2, clip_by_global_norm, scale_by, scale_by_adam, trust_ratio,
@@ -96,7 +96,7 @@ impl TensorOptimizer for Lamb {
         ctx: &StepContext,
         param: Tensor<1>,
         grad: Tensor<1>,
-        state: &mut [Tensor<1>],
+        state: &mut State,
     ) -> Tensor<1> {
         let c = &self.config;
         let mut g = grad;
@@ -106,19 +106,22 @@ impl TensorOptimizer for Lamb {
         if self.decay_mode == DecayMode::L2 {
             g = add_l2(g, &param, self.weight_decay);
         }
-        let mut u = scale_by_adam(g, state, &c.hyper(), ctx.step);
+        let mut u = scale_by_adam(g, state, &c.hyper(), ctx.step, 1.0);
         if self.decay_mode == DecayMode::Decoupled {
             u = add_l2(u, &param, self.weight_decay);
         }
-        if self.trust_ratio {
+        // `w - lr trust u`, both scalars in one pass.
+        let step = if self.trust_ratio {
             let mut ratio = trust_ratio(&param, &u);
             if c.trust_clip {
                 ratio = ratio.clamp_max(1.0);
             }
             ctx.report_trust_ratio(&ratio);
-            u = scale_by(u, ratio);
-        }
-        param - u.mul_scalar(ctx.lr)
+            scale_by(u, ratio.mul_scalar(ctx.lr))
+        } else {
+            u.mul_scalar(ctx.lr)
+        };
+        param - step
     }
 }
 

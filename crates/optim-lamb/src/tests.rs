@@ -37,7 +37,7 @@ fn first_step_by_hand() {
     let norm = (r1 * r1 + r2 * r2).sqrt();
     let trust = 5.0 / norm;
     let o = lamb(0.0, true);
-    let mut s = vec![t(&[0.0, 0.0]), t(&[0.0, 0.0])];
+    let mut s = State::new(vec![t(&[0.0, 0.0]), t(&[0.0, 0.0])]);
     let w = o.step(&ctx(0.01, 1), t(&[3.0, 4.0]), t(&[1.0, -2.0]), &mut s);
     close(
         &vals(&w),
@@ -45,8 +45,8 @@ fn first_step_by_hand() {
         1e-5,
     );
     // Moments: m = 0.1 g, v = 0.001 g^2.
-    close(&vals(&s[0]), &[0.1, -0.2], 1e-7);
-    close(&vals(&s[1]), &[0.001, 0.004], 1e-8);
+    close(&vals(s.get(0)), &[0.1, -0.2], 1e-7);
+    close(&vals(s.get(1)), &[0.001, 0.004], 1e-8);
 }
 
 /// Two steps with decay, g constant = (1, 1), w0 = (1, 1), lambda = 0.1, lr = 0.1, no trust ratio.
@@ -58,7 +58,7 @@ fn decay_and_no_trust_two_steps() {
     let w1 = 1.0 - 0.1 * (r + 0.1);
     let w2 = w1 - 0.1 * (r + 0.1 * w1);
     let o = lamb(0.1, false);
-    let mut s = vec![t(&[0.0, 0.0]), t(&[0.0, 0.0])];
+    let mut s = State::new(vec![t(&[0.0, 0.0]), t(&[0.0, 0.0])]);
     let w = o.step(&ctx(0.1, 1), t(&[1.0, 1.0]), t(&[1.0, 1.0]), &mut s);
     close(&vals(&w), &[w1, w1], 1e-6);
     let w = o.step(&ctx(0.1, 2), w, t(&[1.0, 1.0]), &mut s);
@@ -70,10 +70,10 @@ fn decay_and_no_trust_two_steps() {
 #[test]
 fn zero_norm_cases() {
     let o = lamb(0.0, true);
-    let mut s = vec![t(&[0.0]), t(&[0.0])];
+    let mut s = State::new(vec![t(&[0.0]), t(&[0.0])]);
     let w = o.step(&ctx(0.5, 1), t(&[0.0]), t(&[2.0]), &mut s);
     close(&vals(&w), &[-0.5 * 2.0 / (2.0 + 1e-6)], 1e-6);
-    let mut s = vec![t(&[0.0]), t(&[0.0])];
+    let mut s = State::new(vec![t(&[0.0]), t(&[0.0])]);
     let w = o.step(&ctx(0.5, 1), t(&[7.0]), t(&[0.0]), &mut s);
     close(&vals(&w), &[7.0], 0.0);
 }

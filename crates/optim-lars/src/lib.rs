@@ -18,7 +18,7 @@
 //! selectors (MLPerf: heavy-ball momentum, no decay).
 
 use anyhow::Result;
-use bigbatch_core::optimizer::{GroupContext, StepContext, TensorOptimizer};
+use bigbatch_core::optimizer::{GroupContext, State, StepContext, TensorOptimizer};
 use bigbatch_core::registry::{OptimizerPlugin, parse_config};
 use bigbatch_core::transforms::{add_l2, decoupled_decay, guarded_ratio, l2_norm, momentum};
 use bigbatch_core::{DecayMode, inventory};
@@ -82,23 +82,27 @@ impl TensorOptimizer for Lars {
         ctx: &StepContext,
         param: Tensor<1>,
         grad: Tensor<1>,
-        state: &mut [Tensor<1>],
+        state: &mut State,
     ) -> Tensor<1> {
         let c = &self.config;
         let lambda = match self.decay_mode {
             DecayMode::L2 => self.weight_decay,
             DecayMode::Decoupled => 0.0,
         };
-        let grad_norm = l2_norm(&grad);
+        // Only the MLPerf trust ratio needs the gradient's own norm (before the decay is added).
+        let grad_norm =
+            (self.trust_ratio && c.variant == LarsVariant::Mlperf).then(|| l2_norm(&grad));
         let d = add_l2(grad, &param, lambda);
         let u = if self.trust_ratio {
             let w_norm = l2_norm(&param);
-            let (denominator, other_norm) = match c.variant {
-                LarsVariant::Mlperf => (
+            let (denominator, other_norm) = match grad_norm {
+                // MLPerf
+                Some(grad_norm) => (
                     grad_norm.clone() + w_norm.clone().mul_scalar(lambda),
                     grad_norm,
                 ),
-                LarsVariant::Optax => {
+                // optax
+                None => {
                     let d_norm = l2_norm(&d);
                     (d_norm.clone(), d_norm)
                 }
@@ -117,8 +121,8 @@ impl TensorOptimizer for Lars {
         } else {
             d.mul_scalar(ctx.lr)
         };
-        let (direction, v) = momentum(u, state[0].clone(), c.momentum, c.nesterov);
-        state[0] = v;
+        let (direction, v) = momentum(u, state.take(0), c.momentum, c.nesterov);
+        state.put(0, v);
         let decayed = match self.decay_mode {
             DecayMode::Decoupled => decoupled_decay(param, ctx.lr, self.weight_decay),
             DecayMode::L2 => param,

@@ -26,7 +26,7 @@ fn ctx(lr: f64) -> StepContext<'static> {
     StepContext::new(lr, 1)
 }
 fn one_step(o: &Lars, w: &[f32], g: &[f32], lr: f64) -> Vec<f64> {
-    let mut s = vec![t(&vec![0.0; w.len()])];
+    let mut s = State::new(vec![t(&vec![0.0; w.len()])]);
     vals(&o.step(&ctx(lr), t(w), t(g), &mut s))
 }
 
@@ -75,7 +75,7 @@ fn variants_differ_by_hand() {
 #[test]
 fn two_steps_lr_inside_buffer() {
     let o = lars(LarsVariant::Mlperf, false, 0.0);
-    let mut s = vec![t(&[0.0, 0.0])];
+    let mut s = State::new(vec![t(&[0.0, 0.0])]);
     let w = o.step(&ctx(0.1), t(&[3.0, 4.0]), t(&[0.6, 0.8]), &mut s);
     close(&vals(&w), &[2.7, 3.6]);
     let w = o.step(&ctx(0.2), w, t(&[0.6, 0.8]), &mut s);

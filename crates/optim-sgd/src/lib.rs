@@ -16,7 +16,7 @@
 //! gradient by `||w|| / ||g||` before the momentum trace, as optax.lars composes it.
 
 use anyhow::Result;
-use bigbatch_core::optimizer::{GroupContext, StepContext, TensorOptimizer};
+use bigbatch_core::optimizer::{GroupContext, State, StepContext, TensorOptimizer};
 use bigbatch_core::registry::{OptimizerPlugin, parse_config};
 use bigbatch_core::transforms::{add_l2, decoupled_decay, momentum, scale_by, trust_ratio};
 use bigbatch_core::{DecayMode, inventory};
@@ -62,7 +62,7 @@ impl TensorOptimizer for Momentum {
         ctx: &StepContext,
         param: Tensor<1>,
         grad: Tensor<1>,
-        state: &mut [Tensor<1>],
+        state: &mut State,
     ) -> Tensor<1> {
         let mut g = match self.decay_mode {
             DecayMode::L2 => add_l2(grad, &param, self.weight_decay),
@@ -73,27 +73,23 @@ impl TensorOptimizer for Momentum {
             ctx.report_trust_ratio(&ratio);
             g = scale_by(g, ratio);
         }
-        let new = if self.lr_inside_buffer {
-            let (direction, v) = momentum(
-                g.mul_scalar(ctx.lr),
-                state[0].clone(),
-                self.mu,
-                self.nesterov,
-            );
-            state[0] = v;
-            param.clone() - direction
+        // The step subtracted from the weights: `v` (lr inside the buffer) or `lr v`.
+        let step = if self.lr_inside_buffer {
+            let (direction, v) =
+                momentum(g.mul_scalar(ctx.lr), state.take(0), self.mu, self.nesterov);
+            state.put(0, v);
+            direction
         } else {
-            let (direction, v) = momentum(g, state[0].clone(), self.mu, self.nesterov);
-            state[0] = v;
-            param.clone() - direction.mul_scalar(ctx.lr)
+            let (direction, v) = momentum(g, state.take(0), self.mu, self.nesterov);
+            state.put(0, v);
+            direction.mul_scalar(ctx.lr)
         };
-        match self.decay_mode {
-            // w - lr lambda w, with w the value before this update.
-            DecayMode::Decoupled => {
-                new - (param.clone() - decoupled_decay(param, ctx.lr, self.weight_decay))
-            }
-            DecayMode::L2 => new,
-        }
+        // Decoupled decay: w - lr lambda w, with w the value before this update.
+        let decayed = match self.decay_mode {
+            DecayMode::Decoupled => decoupled_decay(param, ctx.lr, self.weight_decay),
+            DecayMode::L2 => param,
+        };
+        decayed - step
     }
 }
 

@@ -29,7 +29,7 @@ fn assert_close(a: &[f64], b: &[f64]) {
 fn two_steps_by_hand() {
     for (nesterov, expect) in [(true, [0.81, 0.634]), (false, [0.9, 0.76])] {
         let o = opt(nesterov, 0.0, DecayMode::L2);
-        let mut state = vec![t(&[0.0])];
+        let mut state = State::new(vec![t(&[0.0])]);
         let w1 = o.step(&ctx(0.1, 1), t(&[1.0]), t(&[1.0]), &mut state);
         assert_close(&vals(&w1), &[expect[0]]);
         let w2 = o.step(&ctx(0.1, 2), w1, t(&[0.5]), &mut state);
@@ -44,14 +44,14 @@ fn two_steps_by_hand() {
 #[test]
 fn decay_modes_differ_in_the_buffer() {
     let l2 = opt(false, 0.1, DecayMode::L2);
-    let mut s = vec![t(&[0.0])];
+    let mut s = State::new(vec![t(&[0.0])]);
     let w = l2.step(&ctx(1.0, 1), t(&[2.0]), t(&[0.0]), &mut s);
     assert_close(&vals(&w), &[1.8]);
     let w = l2.step(&ctx(1.0, 2), w, t(&[0.0]), &mut s);
     assert_close(&vals(&w), &[1.44]);
 
     let dec = opt(false, 0.1, DecayMode::Decoupled);
-    let mut s = vec![t(&[0.0])];
+    let mut s = State::new(vec![t(&[0.0])]);
     let w = dec.step(&ctx(1.0, 1), t(&[2.0]), t(&[0.0]), &mut s);
     assert_close(&vals(&w), &[1.8]);
     let w = dec.step(&ctx(1.0, 2), w, t(&[0.0]), &mut s);
@@ -64,12 +64,12 @@ fn decay_modes_differ_in_the_buffer() {
 fn lr_inside_buffer_differs_when_lr_changes() {
     let mut o = opt(false, 0.0, DecayMode::L2);
     o.lr_inside_buffer = true;
-    let mut s = vec![t(&[0.0])];
+    let mut s = State::new(vec![t(&[0.0])]);
     let w = o.step(&ctx(0.1, 1), t(&[1.0]), t(&[1.0]), &mut s);
     let w = o.step(&ctx(0.2, 2), w, t(&[1.0]), &mut s);
     assert_close(&vals(&w), &[0.61]);
     let o = opt(false, 0.0, DecayMode::L2);
-    let mut s = vec![t(&[0.0])];
+    let mut s = State::new(vec![t(&[0.0])]);
     let w = o.step(&ctx(0.1, 1), t(&[1.0]), t(&[1.0]), &mut s);
     let w = o.step(&ctx(0.2, 2), w, t(&[1.0]), &mut s);
     assert_close(&vals(&w), &[0.52]);

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use bigbatch_core::inventory;
-use bigbatch_core::optimizer::{GroupContext, StepContext, TensorOptimizer};
+use bigbatch_core::optimizer::{GroupContext, State, StepContext, TensorOptimizer};
 use bigbatch_core::registry::{OptimizerPlugin, parse_config};
 use burn::tensor::Tensor;
 use serde::Deserialize;
@@ -25,7 +25,7 @@ impl TensorOptimizer for SignSgd {
         ctx: &StepContext,
         param: Tensor<1>,
         grad: Tensor<1>,
-        _: &mut [Tensor<1>],
+        _: &mut State,
     ) -> Tensor<1> {
         param - grad.sign().mul_scalar(ctx.lr)
     }
