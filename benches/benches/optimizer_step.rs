@@ -48,7 +48,10 @@ fn bench_set(c: &mut Criterion, set: &str, infos: Vec<ParamInfo>) {
     for o in OPTIMIZERS {
         group.throughput(Throughput::Bytes(4 * u64::from(o.words) * numel as u64));
         let setup: OptimizerSetup = parse_ron(o.ron, o.name).expect("benchmark config parses");
-        let mut optimizer = ModelOptimizer::new(&setup, infos.clone()).expect("config builds");
+        // As `bigbatch train` on the CPU backend.
+        let mut optimizer = ModelOptimizer::new(&setup, infos.clone())
+            .expect("config builds")
+            .with_parallel_steps(true);
         // As in training: the model holds the values (shared), the optimizer owns the summed
         // gradients (one reference each, so they can be overwritten); fresh copies every
         // iteration, made outside the measurement.

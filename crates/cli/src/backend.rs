@@ -14,6 +14,12 @@ pub enum Backend {
     Cuda,
 }
 
+/// Whether optimizer steps update tensors on several threads (`ModelOptimizer::with_parallel_steps`):
+/// on the CPU backend only.
+pub fn parallel_optimizer_steps(backend: Backend) -> bool {
+    backend == Backend::Cpu
+}
+
 /// The training device (with autodiff) for a backend; a backend that was not compiled in is an
 /// error that says how to build it.
 pub fn device(backend: Backend) -> Result<Device> {

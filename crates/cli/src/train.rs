@@ -110,6 +110,7 @@ pub fn run(config: &RunConfig, backend: Backend, options: &RunOptions) -> Result
         names,
         options,
         checkpoint,
+        parallel_optimizer: backend::parallel_optimizer_steps(backend),
     };
     match &config.model {
         ModelConfig::ResNet(model) => match &config.data.source {
@@ -138,6 +139,8 @@ pub struct Run<'a> {
     pub options: &'a RunOptions,
     /// The checkpoint to resume from.
     pub checkpoint: Option<CheckpointPointer>,
+    /// Optimizer steps on several threads ([`backend::parallel_optimizer_steps`]).
+    pub parallel_optimizer: bool,
 }
 
 /// The process-wide lock around the devices' random generators (burn's are global): held from
@@ -193,7 +196,8 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
     let started = std::time::Instant::now();
     let out = &options.out_dir;
     let (mut model, params) = init_model(&workload, config.train.seed, device)?;
-    let mut optimizer = ModelOptimizer::new(&config.optimizer, params)?;
+    let mut optimizer =
+        ModelOptimizer::new(&config.optimizer, params)?.with_parallel_steps(run.parallel_optimizer);
     let metrics_path = out.join("metrics.jsonl");
     let mut start = 0;
     let mut so_far = SoFar::default();

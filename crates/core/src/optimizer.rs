@@ -214,6 +214,7 @@ pub struct ModelOptimizer {
     states: Vec<State>,
     steps_done: u64,
     needs_global_norm: bool,
+    parallel: bool,
 }
 
 impl ModelOptimizer {
@@ -232,7 +233,18 @@ impl ModelOptimizer {
             optimizers,
             steps_done: 0,
             needs_global_norm,
+            parallel: false,
         })
+    }
+
+    /// Updates the tensors on several threads (rayon's pool) in [`ModelOptimizer::step`]; each
+    /// tensor still gets exactly the operations it gets alone. For burn's CPU backend, whose
+    /// element-wise operations run on one thread. Not for burn's fusion backends (WGPU, CUDA):
+    /// there, a parameter's operations issued from a different thread at each step gave wrong
+    /// results (the reference trajectories on WGPU).
+    pub fn with_parallel_steps(mut self, parallel: bool) -> Self {
+        self.parallel = parallel;
+        self
     }
 
     pub fn params(&self) -> &[ParamInfo] {
@@ -366,36 +378,44 @@ impl ModelOptimizer {
         } else {
             None
         };
-        // Tensors are independent: they are updated in parallel (burn's CPU backend runs most
-        // element-wise operations on one thread), each with the same operations as alone.
         let steps_done = self.steps_done;
         let report = ratios.is_some();
         let (optimizers, assignment) = (&self.optimizers, &self.assignment);
-        let updated: Vec<(Tensor<1>, Option<Tensor<1>>)> = slots
-            .into_par_iter()
-            .zip(self.states.par_iter_mut())
-            .enumerate()
-            .map(|(i, (slot, state))| {
-                let g = assignment.group_of[i];
-                let optimizer = &optimizers[g];
-                if state.is_empty() {
-                    *state = State::new(
-                        (0..optimizer.state_slots())
-                            .map(|_| slot.value.zeros_like())
-                            .collect(),
-                    );
-                }
-                let probe = RefCell::new(None);
-                let ctx = StepContext {
-                    lr: lr * assignment.groups[g].1.lr_scale,
-                    step: steps_done,
-                    global_grad_norm: global.as_ref(),
-                    trust_ratio_out: report.then_some(&probe),
-                };
-                let value = optimizer.step(&ctx, slot.value, slot.grad, state);
-                (value, probe.into_inner())
-            })
-            .collect();
+        let step_one = |(i, (slot, state)): (usize, (ParamSlot, &mut State))| {
+            let g = assignment.group_of[i];
+            let optimizer = &optimizers[g];
+            if state.is_empty() {
+                *state = State::new(
+                    (0..optimizer.state_slots())
+                        .map(|_| slot.value.zeros_like())
+                        .collect(),
+                );
+            }
+            let probe = RefCell::new(None);
+            let ctx = StepContext {
+                lr: lr * assignment.groups[g].1.lr_scale,
+                step: steps_done,
+                global_grad_norm: global.as_ref(),
+                trust_ratio_out: report.then_some(&probe),
+            };
+            let value = optimizer.step(&ctx, slot.value, slot.grad, state);
+            (value, probe.into_inner())
+        };
+        let updated: Vec<(Tensor<1>, Option<Tensor<1>>)> = if self.parallel {
+            slots
+                .into_par_iter()
+                .zip(self.states.par_iter_mut())
+                .enumerate()
+                .map(step_one)
+                .collect()
+        } else {
+            slots
+                .into_iter()
+                .zip(self.states.iter_mut())
+                .enumerate()
+                .map(step_one)
+                .collect()
+        };
         let mut out = Vec::with_capacity(updated.len());
         for (value, ratio) in updated {
             out.push(value);

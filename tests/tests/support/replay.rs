@@ -130,7 +130,8 @@ fn bits(values: &[Tensor<1>]) -> Vec<Vec<u32>> {
 }
 
 /// Two steps, save (through bytes), restore into a fresh optimizer, three more steps: bit-identical
-/// to five uninterrupted steps, for every reference configuration.
+/// to five uninterrupted steps, for every reference configuration; so are five steps with the
+/// tensors updated on several threads.
 #[test]
 fn restored_optimizer_state_continues_bit_identically() {
     bigbatch_cli::link_plugins();
@@ -152,6 +153,23 @@ fn restored_optimizer_state_continues_bit_identically() {
         for s in 0..trace.steps.len() {
             values = straight.step(trace.steps[s].lr, slots(&values, &trace, s, &device));
         }
+
+        // Tensors stepped on several threads: the same bits.
+        let mut parallel = ModelOptimizer::new(&setup, infos.clone())
+            .unwrap()
+            .with_parallel_steps(true);
+        let mut parallel_values = initial.clone();
+        for s in 0..trace.steps.len() {
+            parallel_values = parallel.step(
+                trace.steps[s].lr,
+                slots(&parallel_values, &trace, s, &device),
+            );
+        }
+        assert_eq!(
+            bits(&values),
+            bits(&parallel_values),
+            "{name}: parallel steps differ"
+        );
 
         let mut first = ModelOptimizer::new(&setup, infos.clone()).unwrap();
         let mut resumed_values = initial.clone();
