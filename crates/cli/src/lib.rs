@@ -26,7 +26,7 @@ pub use commands::run_cli;
 /// them back at `free`, so every training step paid page faults on zero-filled pages again
 /// (13% of a bert-tiny step's samples in perf). Here blocks up to 32 MiB (glibc's largest
 /// threshold) come from the heap, which is never trimmed and grows 512 MiB at a time: bert-tiny
-/// forward + backward is about 30% faster (docs/benchmarks.md). Call it at the start of `main`.
+/// forward + backward is 18-29% faster (docs/benchmarks.md). Call it at the start of `main`.
 /// Does nothing on other C libraries.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
