@@ -181,10 +181,7 @@ impl State {
     /// # Panics
     /// If a slot is still taken (only possible inside a step).
     pub fn tensors(&self) -> impl Iterator<Item = &Tensor<1>> {
-        self.0.iter().map(|t| {
-            t.as_ref()
-                .expect("optimizer state read while a slot is taken")
-        })
+        (0..self.len()).map(|slot| self.get(slot))
     }
 }
 
@@ -365,7 +362,7 @@ impl ModelOptimizer {
         &mut self,
         lr: f64,
         slots: Vec<ParamSlot>,
-        mut ratios: Option<&mut Vec<Option<Tensor<1>>>>,
+        ratios: Option<&mut Vec<Option<Tensor<1>>>>,
     ) -> Vec<Tensor<1>> {
         assert_eq!(
             slots.len(),
@@ -416,14 +413,11 @@ impl ModelOptimizer {
                 .map(step_one)
                 .collect()
         };
-        let mut out = Vec::with_capacity(updated.len());
-        for (value, ratio) in updated {
-            out.push(value);
-            if let Some(r) = ratios.as_deref_mut() {
-                r.push(ratio);
-            }
+        let (values, applied): (Vec<_>, Vec<_>) = updated.into_iter().unzip();
+        if let Some(r) = ratios {
+            r.extend(applied);
         }
-        out
+        values
     }
 }
 

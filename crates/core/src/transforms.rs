@@ -115,7 +115,7 @@ pub struct AdamHyper {
 }
 
 /// optax `scale_by_adam` followed by a scaling by `scale` (1, or the learning rate): updates the
-/// moments held in `slot 0 (m) and slot 1 (v) with [`adam_moments`] and returns
+/// moments held in state slots 0 (m) and 1 (v) with [`adam_moments`] and returns
 /// [`adam_direction`] at 1-based `step`.
 pub fn scale_by_adam(
     grad: Tensor<1>,

@@ -456,26 +456,32 @@ mod tests {
     use burn::module::{ModuleVisitor, Param};
     use burn::tensor::TensorData;
 
+    /// `form` at x = -3, -1, 0, 0.5, 1, 2.5 against `want` (within 1e-6).
+    fn assert_gelu_values(form: Gelu, want: [f64; 6]) {
+        let x = Tensor::<1>::from_data(
+            TensorData::from([-3.0f32, -1.0, 0.0, 0.5, 1.0, 2.5]),
+            &Device::default(),
+        );
+        let got: Vec<f32> = form.apply(x).into_data().try_to_vec().unwrap();
+        for (g, w) in got.iter().zip(want) {
+            assert!((*g as f64 - w).abs() < 1e-6, "{form:?}: {g} vs {w}");
+        }
+    }
+
     /// Values of the reference formula computed in f64 (Python `math`).
     #[test]
     fn gelu_matches_the_reference_formula() {
-        let device = Device::default();
-        let x = Tensor::<1>::from_data(
-            TensorData::from([-3.0f32, -1.0, 0.0, 0.5, 1.0, 2.5]),
-            &device,
+        assert_gelu_values(
+            Gelu::Tanh,
+            [
+                -0.0036373920817729943,
+                -0.15880800939172324,
+                0.0,
+                0.34571400982514394,
+                0.8411919906082768,
+                2.484915733910001,
+            ],
         );
-        let want = [
-            -0.0036373920817729943,
-            -0.15880800939172324,
-            0.0,
-            0.34571400982514394,
-            0.8411919906082768,
-            2.484915733910001,
-        ];
-        let got: Vec<f32> = gelu(x).into_data().try_to_vec().unwrap();
-        for (g, w) in got.iter().zip(want) {
-            assert!((*g as f64 - w).abs() < 1e-6, "{g} vs {w}");
-        }
     }
 
     /// The exact form is `x Phi(x)`; Phi from the standard normal table: Phi(-3) = 0.0013498980,
@@ -483,23 +489,17 @@ mod tests {
     /// Phi(2.5) = 0.9937903347.
     #[test]
     fn exact_gelu_is_x_times_the_normal_cdf() {
-        let device = Device::default();
-        let x = Tensor::<1>::from_data(
-            TensorData::from([-3.0f32, -1.0, 0.0, 0.5, 1.0, 2.5]),
-            &device,
+        assert_gelu_values(
+            Gelu::Erf,
+            [
+                -3.0 * 0.001_349_898_0,
+                -0.158_655_253_9,
+                0.0,
+                0.5 * 0.691_462_461_3,
+                0.841_344_746_1,
+                2.5 * 0.993_790_334_7,
+            ],
         );
-        let want = [
-            -3.0 * 0.001_349_898_0,
-            -0.158_655_253_9,
-            0.0,
-            0.5 * 0.691_462_461_3,
-            0.841_344_746_1,
-            2.5 * 0.993_790_334_7,
-        ];
-        let got: Vec<f32> = Gelu::Erf.apply(x).into_data().try_to_vec().unwrap();
-        for (g, w) in got.iter().zip(want) {
-            assert!((*g as f64 - w).abs() < 1e-6, "{g} vs {w}");
-        }
     }
 
     struct Count(usize);

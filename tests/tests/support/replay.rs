@@ -148,23 +148,24 @@ fn restored_optimizer_state_continues_bit_identically() {
         .collect();
     for (name, path) in cases() {
         let setup = compose_optimizer(std::slice::from_ref(&path), &[]).unwrap();
+        // Steps `range` of the trace, from `values`.
+        let run = |optimizer: &mut ModelOptimizer,
+                   mut values: Vec<Tensor<1>>,
+                   range: std::ops::Range<usize>| {
+            for s in range {
+                values = optimizer.step(trace.steps[s].lr, slots(&values, &trace, s, &device));
+            }
+            values
+        };
+        let steps = trace.steps.len();
         let mut straight = ModelOptimizer::new(&setup, infos.clone()).unwrap();
-        let mut values = initial.clone();
-        for s in 0..trace.steps.len() {
-            values = straight.step(trace.steps[s].lr, slots(&values, &trace, s, &device));
-        }
+        let values = run(&mut straight, initial.clone(), 0..steps);
 
         // Tensors stepped on several threads: the same bits.
         let mut parallel = ModelOptimizer::new(&setup, infos.clone())
             .unwrap()
             .with_parallel_steps(true);
-        let mut parallel_values = initial.clone();
-        for s in 0..trace.steps.len() {
-            parallel_values = parallel.step(
-                trace.steps[s].lr,
-                slots(&parallel_values, &trace, s, &device),
-            );
-        }
+        let parallel_values = run(&mut parallel, initial.clone(), 0..steps);
         assert_eq!(
             bits(&values),
             bits(&parallel_values),
@@ -172,13 +173,7 @@ fn restored_optimizer_state_continues_bit_identically() {
         );
 
         let mut first = ModelOptimizer::new(&setup, infos.clone()).unwrap();
-        let mut resumed_values = initial.clone();
-        for s in 0..2 {
-            resumed_values = first.step(
-                trace.steps[s].lr,
-                slots(&resumed_values, &trace, s, &device),
-            );
-        }
+        let resumed_values = run(&mut first, initial.clone(), 0..2);
         let bytes = first.state().to_bytes().unwrap();
         drop(first);
         let mut second = ModelOptimizer::new(&setup, infos.clone()).unwrap();
@@ -186,12 +181,7 @@ fn restored_optimizer_state_continues_bit_identically() {
             .load_state(OptimizerState::from_bytes(&bytes).unwrap(), &device)
             .unwrap();
         assert_eq!(second.steps_done(), 2, "{name}");
-        for s in 2..trace.steps.len() {
-            resumed_values = second.step(
-                trace.steps[s].lr,
-                slots(&resumed_values, &trace, s, &device),
-            );
-        }
+        let resumed_values = run(&mut second, resumed_values, 2..steps);
         assert_eq!(
             bits(&values),
             bits(&resumed_values),
