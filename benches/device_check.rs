@@ -447,3 +447,35 @@ fn throughput(a: &Args, device: &Device) -> Result<String> {
     md.push('\n');
     Ok(md)
 }
+
+/// The GPU check's dry run on the CPU backend at tiny sizes, as part of `cargo test` (so CI
+/// executes every part of the script without building it separately): parts 1-2 pass and part
+/// 3 measures every row.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dry_run_on_the_cpu() {
+        bigbatch_cli::link_plugins();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let out = std::env::temp_dir().join(format!("device-check-dry-{}.md", std::process::id()));
+        let a = Args {
+            backend: Backend::Cpu,
+            tiny: true,
+            root: root.to_path_buf(),
+            out: out.clone(),
+        };
+        assert!(run(&a).unwrap(), "a check failed: {}", out.display());
+        let md = std::fs::read_to_string(&out).unwrap();
+        for heading in [
+            "## Reference optimizer trajectories",
+            "## Training steps against the CPU backend",
+            "## Throughput",
+        ] {
+            assert!(md.contains(heading), "{heading} missing:\n{md}");
+        }
+        assert!(!md.contains("failed"), "{md}");
+        std::fs::remove_file(&out).unwrap();
+    }
+}

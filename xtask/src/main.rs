@@ -5,10 +5,11 @@
 //!   build) into `runs/<model>-<optimizer>`.
 //! - `cargo xtask reproduce [--only NAME] [--trials N] [--seeds K] [--report-only]`: runs the
 //!   paper's findings as studies (resumable) and writes `docs/reproduction/` (`bigbatch reproduce`).
-//! - `cargo xtask test [--wgpu]`: formatting, clippy (`-D warnings`) over all targets with all
-//!   features (so the `wgpu` and `cuda` backends are type-checked too), then all tests: what CI
-//!   runs. `--wgpu` adds the WGPU test set, on Mesa's software Vulkan where no GPU driver is
-//!   installed (installed with apt-get when missing and it runs as root on Debian/Ubuntu).
+//! - `cargo xtask test [--no-wgpu]`: formatting, clippy (`-D warnings`) over all targets with all
+//!   features (so the `cuda` backend is type-checked too), then all tests, the WGPU set included,
+//!   on Mesa's software Vulkan where no GPU driver is installed (installed with apt-get when
+//!   missing and it runs as root on Debian/Ubuntu): what CI runs. `--no-wgpu` leaves the WGPU
+//!   set (and burn's WGPU stack) out of the test build.
 //!
 //! - `cargo xtask setup-llvm`: lets burn's CUDA backend build offline from Debian's LLVM 22.
 //! - `cargo xtask gpu-check --backend cuda|wgpu [--tiny]`: builds and bundles in
@@ -46,12 +47,12 @@ fn run(args: Vec<String>) -> Result<()> {
         Some("setup-llvm") => setup_llvm(),
         Some("gpu-check") => gpu_check(&args[1..]),
         Some("test") => match args.get(1).map(String::as_str) {
-            None => test(false),
-            Some("--wgpu") => test(true),
-            Some(other) => bail!("cargo xtask test: unknown option {other} (only --wgpu)"),
+            None => test(true),
+            Some("--no-wgpu") => test(false),
+            Some(other) => bail!("cargo xtask test: unknown option {other} (only --no-wgpu)"),
         },
         _ => bail!(
-            "usage:\n  cargo xtask train <model> <optimizer> [--features F] [-- <bigbatch train args>]\n  cargo xtask reproduce [--only NAME] [--trials N] [--seeds K] [--workers W] [--report-only]\n  cargo xtask setup-llvm\n  cargo xtask gpu-check --backend cuda|wgpu [--tiny]\n  cargo xtask test [--wgpu]"
+            "usage:\n  cargo xtask train <model> <optimizer> [--features F] [-- <bigbatch train args>]\n  cargo xtask reproduce [--only NAME] [--trials N] [--seeds K] [--workers W] [--report-only]\n  cargo xtask setup-llvm\n  cargo xtask gpu-check --backend cuda|wgpu [--tiny]\n  cargo xtask test [--no-wgpu]"
         ),
     }
 }
@@ -485,15 +486,18 @@ fn test(wgpu: bool) -> Result<()> {
         "-D",
         "warnings",
     ];
-    // With --wgpu the tests include the WGPU set (tests/tests/support/wgpu.rs), run on whatever
-    // Vulkan driver the machine has; Mesa's software one (lavapipe) is enough. It is not part of
-    // CI: building burn's WGPU stack into the tests adds about 30 minutes on 2 cores and the set
-    // runs for minutes on the software renderer.
+    // The tests include the WGPU set (tests/tests/support/wgpu.rs and the two-device test), run
+    // on whatever Vulkan driver the machine has; Mesa's software one (lavapipe) is enough.
+    // burn's WGPU stack is most of the cold test build: 25 minutes on 2 cores with Cargo.toml
+    // compiling its once-per-kernel crates unoptimised (35 with all of it at opt-level 2); the
+    // set runs about 4 minutes on the software renderer.
     let tests: &[&str] = if wgpu {
         &["test", "--workspace", "--features", "bigbatch-tests/wgpu"]
     } else {
         &["test", "--workspace"]
     };
+    // The Vulkan driver first: a machine that cannot have one fails before the long builds.
+    let xdg_runtime_dir = if wgpu { Some(ensure_vulkan()?) } else { None };
     eprintln!("xtask: cargo fmt --all --check");
     status(
         Command::new(cargo)
@@ -509,28 +513,14 @@ fn test(wgpu: bool) -> Result<()> {
     )?;
     let mut run = Command::new(cargo);
     run.current_dir(root()).args(tests);
-    if wgpu {
-        run.env("XDG_RUNTIME_DIR", ensure_vulkan()?);
+    if let Some(dir) = xdg_runtime_dir {
+        run.env("XDG_RUNTIME_DIR", dir);
     }
+    // The tests include the device check's dry run on the CPU at tiny sizes
+    // (benches/device_check.rs, `dry_run_on_the_cpu`): every part of the script a GPU machine
+    // runs executes, in the tests' build.
     eprintln!("xtask: cargo {}", tests.join(" "));
-    status(&mut run)?;
-    // The device check a GPU machine runs (`cargo xtask gpu-check`), dry run on the CPU backend
-    // at tiny sizes: every part of it executes; it fails if a check fails.
-    let dry: &[&str] = &[
-        "run",
-        "-p",
-        "bigbatch-benches",
-        "--bin",
-        "device-check",
-        "--",
-        "--backend",
-        "cpu",
-        "--tiny",
-        "--out",
-        "target/device-check-cpu.md",
-    ];
-    eprintln!("xtask: cargo {}", dry.join(" "));
-    status(Command::new(cargo).current_dir(root()).args(dry))
+    status(&mut run)
 }
 
 /// A Vulkan driver for the WGPU tests: present already, or Mesa's (software lavapipe included)

@@ -514,6 +514,7 @@ mod tests {
         let want = (f32::from(img.pixels[0]) - MEAN_RGB[0]) / STDDEV_RGB[0];
         assert!(e[..224 * 224].iter().all(|v| (v - want).abs() < 0.05));
         assert!(Rgb::decode(b"not an image").is_err());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }
 
@@ -747,5 +748,7 @@ mod loader_tests {
         })
         .unwrap();
         assert_ne!(one, other);
+        let root = folder.files[0].0.parent().and_then(Path::parent).unwrap();
+        std::fs::remove_dir_all(root).unwrap();
     }
 }

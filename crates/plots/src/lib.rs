@@ -344,5 +344,6 @@ mod tests {
             }
         }
         assert!(line_chart(&dir.join("empty"), "t", "x", "y", &[]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

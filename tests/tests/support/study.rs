@@ -206,11 +206,12 @@ fn shipped_study_files_load() {
     // configs/studies: the CPU studies; configs/studies/paper: every search space of the paper's
     // appendix (Tables 7, 9-24). Each loads, and its first trials compose into valid run configs.
     let mut n = 0;
+    let study_dir = scratch("shipped-study");
     for dir in ["configs/studies", "configs/studies/paper"] {
         for entry in std::fs::read_dir(root().join(dir)).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "ron") {
-                let study = Study::load(&path, Some(scratch("shipped-study")))
+                let study = Study::load(&path, Some(study_dir.to_path_buf()))
                     .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
                 for i in 0..3 {
                     study
