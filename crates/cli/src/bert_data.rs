@@ -21,13 +21,23 @@ pub fn load_corpus(corpus: &str) -> Result<(Vec<Document>, String)> {
     Ok((corpus::read_corpus(&path)?, path.display().to_string()))
 }
 
-/// A vocabulary argument: `sotu` (the embedded trained vocabulary) or a `vocab.txt` file.
+/// A vocabulary argument: `sotu` or `sotu-1k` (the embedded trained vocabularies, 8,192 and
+/// 1,024 entries) or a `vocab.txt` file.
 pub fn load_vocab(vocab: &str) -> Result<(WordPieceTokenizer, String)> {
-    if vocab == "sotu" {
-        return Ok((
-            WordPieceTokenizer::sotu(),
-            "embedded sotu vocabulary".to_string(),
-        ));
+    match vocab {
+        "sotu" => {
+            return Ok((
+                WordPieceTokenizer::sotu(),
+                "embedded sotu vocabulary".to_string(),
+            ));
+        }
+        "sotu-1k" => {
+            return Ok((
+                WordPieceTokenizer::sotu_1k(),
+                "embedded sotu-1k vocabulary".to_string(),
+            ));
+        }
+        _ => {}
     }
     let path = PathBuf::from(vocab);
     Ok((

@@ -86,7 +86,8 @@ enum Command {
         /// `sotu` (the embedded corpus) or a file in BERT's format.
         #[arg(long, default_value = "sotu")]
         corpus: String,
-        /// `sotu` (the embedded vocabulary) or a vocab.txt (e.g. the standard uncased BERT one).
+        /// `sotu` or `sotu-1k` (the embedded vocabularies, 8,192 and 1,024 entries) or a
+        /// vocab.txt (e.g. the standard uncased BERT one).
         #[arg(long, default_value = "sotu")]
         vocab: String,
         /// Sequence length (phase 1: 128, phase 2: 512).

@@ -65,7 +65,8 @@ fn default_prefetch() -> usize {
 pub struct BertDataConfig {
     /// `"sotu"` (embedded) or a corpus file in BERT's format.
     pub corpus: String,
-    /// `"sotu"` (embedded, 8,192 entries) or a `vocab.txt`.
+    /// `"sotu"` (embedded, 8,192 entries), `"sotu-1k"` (embedded, 1,024 entries) or a
+    /// `vocab.txt`.
     pub vocab: String,
     pub creation: CreationConfig,
     /// Whole documents held out for evaluation.

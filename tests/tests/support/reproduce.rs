@@ -273,9 +273,10 @@ fn a_sweep_waits_for_its_source_study() {
 #[test]
 fn shipped_findings_name_existing_studies() {
     let findings = root().join("configs/studies/reproduction/findings.ron");
+    let study_dir = scratch("shipped-repro-study");
     let r = bigbatch_cli::reproduce::Reproduction::load(&findings, &scratch("shipped-findings"))
         .unwrap();
-    assert!(r.file.findings.len() >= 4);
+    assert!(r.file.findings.len() >= 5);
     for entry in std::fs::read_dir(root().join("configs/studies/reproduction")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "ron")
@@ -283,10 +284,17 @@ fn shipped_findings_name_existing_studies() {
         {
             let text = std::fs::read_to_string(&path).unwrap();
             if !text.contains("best_of") {
-                let study = Study::load(&path, Some(scratch("shipped-repro-study")))
+                let study = Study::load(&path, Some(study_dir.to_path_buf()))
                     .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
-                assert_eq!(study.base.train.batch_size, 2048, "{}", path.display());
-                assert_eq!(study.base.train.steps, 50, "{}", path.display());
+                // The ResNet findings' scale, or the BERT finding's (configs/models/bert-nano.ron).
+                let scale = (study.base.train.batch_size, study.base.train.steps);
+                let bert = path
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("f5-");
+                let expected = if bert { (256, 300) } else { (2048, 50) };
+                assert_eq!(scale, expected, "{}", path.display());
             }
         }
     }

@@ -72,6 +72,34 @@ fn trained_vocabulary_puts_special_tokens_first_and_round_trips() {
     assert!(!t.encode(text).unwrap().contains(&s.unk));
 }
 
+/// The embedded vocabularies are what `bigbatch bert-vocab --corpus sotu --size N` trains (the same
+/// token set; the trainer's order of equally frequent pieces varies between runs), with the
+/// special tokens at 0-4; the 1k one cuts long words into more pieces.
+#[test]
+fn embedded_vocabularies_are_trained_on_the_corpus() {
+    let docs = corpus::sotu();
+    let lines = || docs.iter().flatten().map(String::as_str);
+    let sorted = |text: String| {
+        let mut tokens: Vec<String> = text.lines().map(str::to_string).collect();
+        tokens.sort();
+        tokens
+    };
+    let text = "appropriations notwithstanding unconstitutional interpretations";
+    let mut pieces = Vec::new();
+    for (embedded, size) in [
+        (WordPieceTokenizer::sotu(), 8192),
+        (WordPieceTokenizer::sotu_1k(), 1024),
+    ] {
+        assert_eq!(embedded.vocab_size(), size);
+        let s = embedded.special();
+        assert_eq!((s.pad, s.unk, s.cls, s.sep, s.mask), (0, 1, 2, 3, 4));
+        let trained = WordPieceTokenizer::train(lines(), size, 2).unwrap();
+        assert_eq!(sorted(embedded.vocab_text()), sorted(trained.vocab_text()));
+        pieces.push(embedded.tokens(text).unwrap().len());
+    }
+    assert!(pieces[1] > pieces[0], "{pieces:?}");
+}
+
 #[test]
 fn corpus_format_separates_documents_by_blank_lines() {
     let docs = corpus::parse_corpus("a b.\nc d.\n\n\n  \ne f.\n");
@@ -207,7 +235,8 @@ fn shards_round_trip_and_batch() {
     let set = PretrainingSet::from_shards(vec![shard, Shard::from_bytes(second).unwrap()]).unwrap();
     assert_eq!(set.len(), 80);
     assert_eq!(set.get(65), instances[65]);
-    let device = burn::tensor::Device::default();
+    // The CPU backend: with the wgpu feature compiled in, `Device::default()` is a WGPU device.
+    let device = burn::tensor::Device::flex();
     let batch = set.batch(&[3, 65], &device);
     assert_eq!(batch.input_ids.dims(), [2, 128]);
     assert_eq!(batch.masked_ids.dims(), [2, 20]);

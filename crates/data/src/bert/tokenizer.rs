@@ -30,6 +30,10 @@ pub const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MAS
 /// `crates/data/vocab/README.md`.
 pub const SOTU_VOCAB: &str = include_str!("../../vocab/sotu-uncased-8k.txt");
 
+/// A 1,024-entry vocabulary trained on the embedded corpus the same way (`bert-nano`): longer words
+/// split into several pieces, so a masked piece is predictable from its neighbours.
+pub const SOTU_VOCAB_1K: &str = include_str!("../../vocab/sotu-uncased-1k.txt");
+
 /// The ids of the special tokens in one vocabulary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SpecialIds {
@@ -66,6 +70,12 @@ impl WordPieceTokenizer {
     /// The vocabulary trained on the embedded State of the Union corpus.
     pub fn sotu() -> Self {
         Self::from_vocab_text(SOTU_VOCAB, "embedded sotu vocabulary")
+            .expect("the embedded vocabulary is valid")
+    }
+
+    /// The 1,024-entry vocabulary trained on the embedded corpus.
+    pub fn sotu_1k() -> Self {
+        Self::from_vocab_text(SOTU_VOCAB_1K, "embedded sotu-1k vocabulary")
             .expect("the embedded vocabulary is valid")
     }
 
