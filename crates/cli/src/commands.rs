@@ -142,7 +142,7 @@ enum Command {
         /// Report folder; the studies' results go to its `studies/`.
         #[arg(long, default_value = "docs/reproduction")]
         out: PathBuf,
-        /// Only these findings (by name; repeatable).
+        /// Run only these findings (by name; repeatable); the report covers every finding.
         #[arg(long)]
         only: Vec<String>,
         /// Feasible quasi-random trials per tuned study.

@@ -296,10 +296,10 @@ impl Reproduction {
         }
     }
 
-    /// Writes the report of the selected findings (of all, with `only` empty); returns the files
-    /// written.
-    pub fn report(&self, only: &[String]) -> Result<Vec<PathBuf>> {
-        let findings = self.selected(only)?;
+    /// Writes the report of every finding (those whose studies are not finished as pending);
+    /// returns the files written.
+    pub fn report(&self) -> Result<Vec<PathBuf>> {
+        let findings = self.selected(&[])?;
         let budget = self.budget()?;
         let mut written = Vec::new();
         let mut md = String::from("# The paper's findings at CPU scale\n\n");
@@ -815,7 +815,8 @@ fn append_csv(all: &mut String, table: &str) {
     }
 }
 
-/// `bigbatch reproduce`: run (unless `report_only`) and write the report.
+/// `bigbatch reproduce`: run the selected findings (unless `report_only`), then write the report
+/// of all of them: `--only` limits what runs, not what the report shows.
 pub fn reproduce(
     findings: &Path,
     out: &Path,
@@ -824,11 +825,12 @@ pub fn reproduce(
     backend: Backend,
 ) -> Result<()> {
     let r = Reproduction::load(findings, out)?;
+    r.selected(only)?; // an unknown name is an error, also with --report-only
     if let Some(budget) = budget {
         r.run(only, &budget, backend)
             .with_context(|| format!("reproducing {}", findings.display()))?;
     }
-    for path in r.report(only)? {
+    for path in r.report()? {
         println!("written: {}", path.display());
     }
     Ok(())
