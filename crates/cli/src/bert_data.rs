@@ -24,26 +24,20 @@ pub fn load_corpus(corpus: &str) -> Result<(Vec<Document>, String)> {
 /// A vocabulary argument: `sotu` or `sotu-1k` (the embedded trained vocabularies, 8,192 and
 /// 1,024 entries) or a `vocab.txt` file.
 pub fn load_vocab(vocab: &str) -> Result<(WordPieceTokenizer, String)> {
-    match vocab {
-        "sotu" => {
-            return Ok((
-                WordPieceTokenizer::sotu(),
-                "embedded sotu vocabulary".to_string(),
-            ));
-        }
-        "sotu-1k" => {
-            return Ok((
-                WordPieceTokenizer::sotu_1k(),
-                "embedded sotu-1k vocabulary".to_string(),
-            ));
-        }
-        _ => {}
-    }
-    let path = PathBuf::from(vocab);
-    Ok((
-        WordPieceTokenizer::from_vocab_file(&path)?,
-        path.display().to_string(),
-    ))
+    Ok(match vocab {
+        "sotu" => (
+            WordPieceTokenizer::sotu(),
+            "embedded sotu vocabulary".to_string(),
+        ),
+        "sotu-1k" => (
+            WordPieceTokenizer::sotu_1k(),
+            "embedded sotu-1k vocabulary".to_string(),
+        ),
+        path => (
+            WordPieceTokenizer::from_vocab_file(Path::new(path))?,
+            path.to_string(),
+        ),
+    })
 }
 
 /// Trains a vocabulary on `corpus` and writes it to `out` as `vocab.txt`.

@@ -4,6 +4,7 @@
 //! the result files alone.
 
 use super::{cli, root, scratch};
+use bigbatch_cli::run_config::ModelConfig;
 use bigbatch_cli::study::Study;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -288,12 +289,10 @@ fn shipped_findings_name_existing_studies() {
                     .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
                 // The ResNet findings' scale, or the BERT finding's (configs/models/bert-nano.ron).
                 let scale = (study.base.train.batch_size, study.base.train.steps);
-                let bert = path
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("f5-");
-                let expected = if bert { (256, 300) } else { (2048, 50) };
+                let expected = match study.base.model {
+                    ModelConfig::Bert(_) => (256, 300),
+                    ModelConfig::ResNet(_) => (2048, 50),
+                };
                 assert_eq!(scale, expected, "{}", path.display());
             }
         }
