@@ -496,6 +496,7 @@ fn test(wgpu: bool) -> Result<()> {
     } else {
         &["test", "--workspace"]
     };
+    warn_if_disk_is_short();
     // The Vulkan driver first: a machine that cannot have one fails before the long builds.
     let xdg_runtime_dir = if wgpu { Some(ensure_vulkan()?) } else { None };
     eprintln!("xtask: cargo fmt --all --check");
@@ -521,6 +522,46 @@ fn test(wgpu: bool) -> Result<()> {
     // runs executes, in the tests' build.
     eprintln!("xtask: cargo {}", tests.join(" "));
     status(&mut run)
+}
+
+/// Disk a cold `cargo xtask test` fills under `target/` (clippy's check artifacts and the tests'
+/// build with the WGPU stack), measured on Linux; see [`warn_if_disk_is_short`].
+const COLD_TEST_BUILD_GIB: u64 = 12;
+
+/// Says before the long builds when the target directory's file system has less free space than
+/// a cold test build fills, instead of a "No space left on device" from rustc half an hour in.
+/// Only a warning: a warm target directory needs far less. Silent where `df` is unavailable.
+fn warn_if_disk_is_short() {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    let mut dir = target.as_path();
+    while !dir.exists() {
+        match dir.parent() {
+            Some(parent) => dir = parent,
+            None => return,
+        }
+    }
+    let Ok(out) = Command::new("df").arg("-Pk").arg(dir).output() else {
+        return;
+    };
+    // POSIX `df -P`: a header line, then "filesystem blocks used available capacity mount".
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(free_kib) = text
+        .lines()
+        .nth(1)
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|field| field.parse::<u64>().ok())
+    else {
+        return;
+    };
+    let free_gib = free_kib / (1024 * 1024);
+    if free_gib < COLD_TEST_BUILD_GIB {
+        eprintln!(
+            "xtask: warning: {free_gib} GiB free on the file system of {}; a cold `cargo xtask test` writes about {COLD_TEST_BUILD_GIB} GiB there (less when the target directory is warm)",
+            target.display()
+        );
+    }
 }
 
 /// A Vulkan driver for the WGPU tests: present already, or Mesa's (software lavapipe included)
