@@ -41,14 +41,16 @@ fn f32s(v: &[f64]) -> Vec<f32> {
 }
 
 /// resnet (ghost batch norm) and bert-tiny: 3 steps on WGPU and on the CPU from the same seed
-/// start from the same weights (initialised on the host) and stay together.
+/// start from the same weights (initialised on the host) and stay together. resnet runs in
+/// micro-batches of 8, the size every WGPU resnet test uses: WGPU autotunes each new tensor
+/// shape, minutes per batch size on a software renderer with a cold autotune cache (CI).
 #[test]
 fn training_on_wgpu_matches_the_cpu() {
     let c = resnet_config(&[]);
     let cpu = Device::flex().autodiff();
     let gpu = wgpu().autodiff();
-    let (lc, pc) = run_steps(resnet_workload(&c), &c, 32, vec![cpu.clone()], 3);
-    let (lg, pg) = run_steps(resnet_workload(&c), &c, 32, vec![gpu.clone()], 3);
+    let (lc, pc) = run_steps(resnet_workload(&c), &c, 8, vec![cpu.clone()], 3);
+    let (lg, pg) = run_steps(resnet_workload(&c), &c, 8, vec![gpu.clone()], 3);
     assert!((lc[0] - lg[0]).abs() < 1e-5, "step-0 loss {lc:?} vs {lg:?}");
     assert_close("resnet losses", &f32s(&lc), &f32s(&lg), 1e-4);
     assert_close("resnet parameters", &pc, &pg, 1e-3);
@@ -80,12 +82,16 @@ fn train(out: &Path, data: &Path, backend: &str, steps: &str, resume: bool) {
         args.push(flag.into());
         args.push(value.display().to_string());
     }
+    // The shapes of the other WGPU resnet tests (micro-batches of 8, evaluation on 8 images):
+    // each new shape is autotuned on WGPU.
     for set in [
         "train.batch_size=32",
+        "train.micro_batch_size=8",
         "model.widths=[4,4,4,4]",
-        "model.bn.virtual_batch_size=8",
+        "model.stem_width=4",
+        "model.bn.virtual_batch_size=4",
         "train.eval_every=2",
-        "train.train_eval_examples=32",
+        "train.train_eval_examples=8",
         steps,
     ] {
         args.push("--set".into());
@@ -102,9 +108,9 @@ fn train(out: &Path, data: &Path, backend: &str, steps: &str, resume: bool) {
 #[test]
 fn checkpoints_move_between_backends() {
     let dir = scratch("wgpu-checkpoints");
-    // 256 training and 64 test images, so that evaluation takes seconds on the software renderer.
+    // 256 training and 8 test images: evaluation batches of 8, like the training micro-batches.
     let data = dir.join("data");
-    bigbatch_data::idx::write_embedded_subset(&data, 256, 64).unwrap();
+    bigbatch_data::idx::write_embedded_subset(&data, 256, 8).unwrap();
     let straight = dir.join("straight");
     train(&straight, &data, "cpu", "train.steps=4", false);
     let losses = |d: &Path| -> Vec<f32> {
