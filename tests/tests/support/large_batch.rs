@@ -188,35 +188,14 @@ fn bert_micro_batches_with_uneven_predictions_equal_one_piece() {
     assert_close("parameters", &p1, &p4, 1e-4);
 }
 
-/// Devices for the data-parallel test: two handles of the WGPU backend when it is compiled in
-/// (two logical devices on one adapter, e.g. Mesa's software Vulkan), otherwise the CPU device
-/// twice (the same code path: replicas, per-device parts, gradients moved and summed).
-fn two_devices() -> Vec<Device> {
-    #[cfg(feature = "wgpu")]
-    {
-        use burn::tensor::DeviceKind;
-        vec![
-            Device::wgpu(DeviceKind::DefaultDevice).autodiff(),
-            Device::wgpu(DeviceKind::Cpu).autodiff(),
-        ]
-    }
-    #[cfg(not(feature = "wgpu"))]
-    {
-        vec![Device::flex().autodiff(), Device::flex().autodiff()]
-    }
-}
-
 /// Each micro-batch of 16 shared by two devices (8 examples each, ghost batch norm over 4) gives
-/// the parameters and running statistics of one device computing the batch of 32 as micro-batches
-/// of 8 (which equals the whole batch at once: the accumulation tests). Every device computes
-/// batches of 8: on WGPU each new tensor shape is autotuned, which on a software renderer with a
-/// cold autotune cache (CI) takes minutes per batch size and device.
-#[test]
-fn data_parallel_equals_one_device() {
+/// the parameters and running statistics of one device (the first) computing the batch of 32 as
+/// micro-batches of 8, which equals the whole batch at once (the accumulation tests).
+pub(super) fn assert_data_parallel_equals_one_device(devices: [Device; 2]) {
     let c = resnet_config(&[]);
-    let main = two_devices()[0].clone();
+    let main = devices[0].clone();
     let (l1, p1) = run_steps(resnet_workload(&c), &c, 8, vec![main], 3);
-    let (l2, p2) = run_steps(resnet_workload(&c), &c, 16, two_devices(), 3);
+    let (l2, p2) = run_steps(resnet_workload(&c), &c, 16, devices.to_vec(), 3);
     assert_close(
         "losses",
         &l1.iter().map(|&x| x as f32).collect::<Vec<_>>(),
@@ -224,6 +203,14 @@ fn data_parallel_equals_one_device() {
         1e-5,
     );
     assert_close("parameters and running statistics", &p1, &p2, 1e-4);
+}
+
+/// Two handles of the CPU device: the whole data-parallel path (replicas, per-device parts,
+/// gradients moved to the main device and summed, running statistics averaged). Two WGPU devices:
+/// `wgpu::data_parallel_on_two_wgpu_devices`.
+#[test]
+fn data_parallel_equals_one_device() {
+    assert_data_parallel_equals_one_device([Device::flex().autodiff(), Device::flex().autodiff()]);
 }
 
 /// The numbers of a metrics file: every line but the setup lines, without wall-clock fields.

@@ -7,7 +7,8 @@
 //! steps amplify only slightly (losses within 1e-4, parameters within 1e-3 relative).
 
 use super::large_batch::{
-    assert_close, bert_config, bert_workload, numbers, resnet_config, resnet_workload, run_steps,
+    assert_close, assert_data_parallel_equals_one_device, bert_config, bert_workload, numbers,
+    resnet_config, resnet_workload, run_steps,
 };
 use super::replay::{cases, compare, trace};
 use super::{root, scratch};
@@ -131,4 +132,19 @@ fn checkpoints_move_between_backends() {
             1e-4,
         );
     }
+}
+
+/// Data parallelism over two WGPU devices (two logical devices on one adapter, e.g. Mesa's
+/// software Vulkan) equals one device. Not in the default run: each device autotunes every
+/// kernel shape on its own, and with a cold autotune cache on the software renderer (as in CI)
+/// that took about 10 minutes on 2 cores (measured; about a minute once the cache under
+/// `target/environment` is warm). Run it with
+/// `cargo test --workspace --features bigbatch-tests/wgpu -- --ignored data_parallel_on_two_wgpu_devices`.
+#[test]
+#[ignore = "minutes of autotuning on a software renderer; run with --ignored"]
+fn data_parallel_on_two_wgpu_devices() {
+    assert_data_parallel_equals_one_device([
+        wgpu().autodiff(),
+        Device::wgpu(DeviceKind::Cpu).autodiff(),
+    ]);
 }
