@@ -137,7 +137,7 @@ fn checkpoints_move_between_backends() {
 /// Data parallelism over two WGPU devices (two logical devices on one adapter, e.g. Mesa's
 /// software Vulkan) equals one device. Not in the default run: each device autotunes every
 /// kernel shape on its own, and with a cold autotune cache on the software renderer (as in CI)
-/// that took about 10 minutes on 2 cores (measured; about a minute once the cache under
+/// that took about 10 minutes on 2 cores (measured; 2.5 minutes once the cache under
 /// `target/environment` is warm). Run it with
 /// `cargo test --workspace --features bigbatch-tests/wgpu -- --ignored data_parallel_on_two_wgpu_devices`.
 #[test]
