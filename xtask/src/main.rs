@@ -555,10 +555,10 @@ fn warn_if_disk_is_short() {
     else {
         return;
     };
-    let free_gib = free_kib / (1024 * 1024);
-    if free_gib < COLD_TEST_BUILD_GIB {
+    let free_gib = free_kib as f64 / (1024.0 * 1024.0);
+    if free_gib < COLD_TEST_BUILD_GIB as f64 {
         eprintln!(
-            "xtask: warning: {free_gib} GiB free on the file system of {}; a cold `cargo xtask test` writes about {COLD_TEST_BUILD_GIB} GiB there (less when the target directory is warm)",
+            "xtask: warning: {free_gib:.1} GiB free on the file system of {}; a cold `cargo xtask test` writes about {COLD_TEST_BUILD_GIB} GiB there (less when the target directory is warm)",
             target.display()
         );
     }
