@@ -486,8 +486,8 @@ fn test(wgpu: bool) -> Result<()> {
         "-D",
         "warnings",
     ];
-    // The tests include the WGPU set (tests/tests/support/wgpu.rs and the two-device test), run
-    // on whatever Vulkan driver the machine has; Mesa's software one (lavapipe) is enough.
+    // The tests include the WGPU set (tests/tests/support/wgpu.rs), run on whatever Vulkan
+    // driver the machine has; Mesa's software one (lavapipe) is enough.
     // burn's WGPU stack is most of the cold test build: 18 minutes on 2 cores with Cargo.toml
     // compiling its once-per-kernel crates unoptimised and no debug info; with a cold autotune
     // cache the tests take 13 minutes (measured).
@@ -525,7 +525,7 @@ fn test(wgpu: bool) -> Result<()> {
 }
 
 /// Disk a cold `cargo xtask test` fills under `target/` (clippy's check artifacts and the tests'
-/// build with the WGPU stack): 5.6 GB measured on Linux; see [`warn_if_disk_is_short`].
+/// build with the WGPU stack): 5.5 GiB measured on Linux; see [`warn_if_disk_is_short`].
 const COLD_TEST_BUILD_GIB: u64 = 6;
 
 /// Says before the long builds when the target directory's file system has less free space than

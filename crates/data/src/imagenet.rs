@@ -679,7 +679,8 @@ pub fn load_epoch(
 mod loader_tests {
     use super::*;
 
-    fn fixture(name: &str) -> ImageFolder {
+    /// The fixture's root directory and the folder scanned from it.
+    fn fixture(name: &str) -> (PathBuf, ImageFolder) {
         let root =
             std::env::temp_dir().join(format!("bigbatch-loader-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
@@ -694,7 +695,8 @@ mod loader_tests {
             }
         }
         std::fs::write(root.join("n01/broken.JPEG"), b"not a jpeg").unwrap();
-        ImageFolder::scan(&root).unwrap()
+        let folder = ImageFolder::scan(&root).unwrap();
+        (root, folder)
     }
 
     fn run(folder: &ImageFolder, workers: usize) -> (Vec<ImageBatch>, EpochReport) {
@@ -719,7 +721,7 @@ mod loader_tests {
     /// file reported with its path, and the same batches with 1 and 3 workers.
     #[test]
     fn deterministic_across_workers_and_skips_corrupt_files() {
-        let folder = fixture("a");
+        let (root, folder) = fixture("a");
         assert_eq!(folder.files.len(), 16);
         let (one, report) = run(&folder, 1);
         let (three, report3) = run(&folder, 3);
@@ -748,7 +750,6 @@ mod loader_tests {
         })
         .unwrap();
         assert_ne!(one, other);
-        let root = folder.files[0].0.parent().and_then(Path::parent).unwrap();
         std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -83,17 +83,22 @@ pub(super) fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
     assert!(worst < tol, "{what}: largest relative difference {worst}");
 }
 
+/// resnet-mini narrowed for tests (`--set` overrides of configs/models/resnet.ron): batch 32,
+/// every width 4, ghost batch norm over 4. The WGPU tests' CLI runs use it too, so that WGPU
+/// autotunes one set of kernel shapes.
+pub(super) const SMALL_RESNET: [&str; 4] = [
+    "train.batch_size=32",
+    "model.widths=[4,4,4,4]",
+    "model.stem_width=4",
+    "model.bn.virtual_batch_size=4",
+];
+
 pub(super) fn resnet_config(extra: &[&str]) -> RunConfig {
-    let mut sets: Vec<String> = [
-        "train.batch_size=32",
-        "model.widths=[4,4,4,4]",
-        "model.stem_width=4",
-        "model.bn.virtual_batch_size=4",
-        "train.train_eval_examples=64",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut sets: Vec<String> = SMALL_RESNET
+        .iter()
+        .chain(&["train.train_eval_examples=64"])
+        .map(|s| s.to_string())
+        .collect();
     sets.extend(extra.iter().map(|s| s.to_string()));
     config("resnet.ron", "lamb.ron", &sets)
 }
@@ -206,7 +211,8 @@ pub(super) fn assert_data_parallel_equals_one_device(devices: [Device; 2]) {
 }
 
 /// Two handles of the CPU device: the whole data-parallel path (replicas, per-device parts,
-/// gradients moved to the main device and summed, running statistics averaged). Two WGPU devices:
+/// gradients moved to the main device and summed, each part updating the running statistics of
+/// its own virtual batches). Two WGPU devices:
 /// `wgpu::data_parallel_on_two_wgpu_devices`.
 #[test]
 fn data_parallel_equals_one_device() {

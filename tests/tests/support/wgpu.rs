@@ -7,8 +7,8 @@
 //! steps amplify only slightly (losses within 1e-4, parameters within 1e-3 relative).
 
 use super::large_batch::{
-    assert_close, assert_data_parallel_equals_one_device, bert_config, bert_workload, numbers,
-    resnet_config, resnet_workload, run_steps,
+    SMALL_RESNET, assert_close, assert_data_parallel_equals_one_device, bert_config, bert_workload,
+    numbers, resnet_config, resnet_workload, run_steps,
 };
 use super::replay::{cases, compare, trace};
 use super::{root, scratch};
@@ -85,16 +85,13 @@ fn train(out: &Path, data: &Path, backend: &str, steps: &str, resume: bool) {
     }
     // The shapes of the other WGPU resnet tests (micro-batches of 8, evaluation on 8 images):
     // each new shape is autotuned on WGPU.
-    for set in [
-        "train.batch_size=32",
+    let run = [
         "train.micro_batch_size=8",
-        "model.widths=[4,4,4,4]",
-        "model.stem_width=4",
-        "model.bn.virtual_batch_size=4",
         "train.eval_every=2",
         "train.train_eval_examples=8",
         steps,
-    ] {
+    ];
+    for &set in SMALL_RESNET.iter().chain(&run) {
         args.push("--set".into());
         args.push(set.into());
     }
