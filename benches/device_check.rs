@@ -21,14 +21,14 @@ use anyhow::{Context, Result, bail};
 use bigbatch_benches::{
     OPTIMIZERS, SyntheticBert, SyntheticImages, bert_large_params, resnet50_params,
 };
-use bigbatch_cli::backend::{self, Backend};
-use bigbatch_cli::run_config::{RunConfig, compose_optimizer};
-use bigbatch_cli::step::{BatchSplit, step};
-use bigbatch_cli::train::{self, RunOptions};
 use bigbatch_core::config::{parse_ron, write_atomic};
 use bigbatch_core::params::{self, ParamInfo, ParamSlot};
 use bigbatch_core::replay::{Precision, Trace, check_against_reference, parse_json, replay};
 use bigbatch_core::{ModelOptimizer, OptimizerSetup};
+use bigbatch_engine::backend::{self, Backend};
+use bigbatch_engine::run_config::{RunConfig, compose_optimizer};
+use bigbatch_engine::step::{BatchSplit, step};
+use bigbatch_engine::train::{self, RunOptions};
 use bigbatch_models::{BertConfig, ResNetConfig};
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};

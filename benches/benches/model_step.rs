@@ -56,7 +56,7 @@ fn bert(c: &mut Criterion, name: &str, config: BertConfig) {
 
 fn benches(c: &mut Criterion) {
     // As the `bigbatch` binary does.
-    bigbatch_cli::keep_freed_memory();
+    bigbatch_engine::keep_freed_memory();
     resnet_mini(c, "resnet_mini_batch256", None);
     // The paper's ghost batch norm (virtual batches of 64).
     resnet_mini(c, "resnet_mini_ghost64_batch256", Some(64));

@@ -131,7 +131,7 @@ fn report(sets: &[(&str, usize)]) -> String {
 
 fn main() {
     // As the `bigbatch` binary does.
-    bigbatch_cli::keep_freed_memory();
+    bigbatch_engine::keep_freed_memory();
     bigbatch_cli::link_plugins();
     let mut c = Criterion::default().configure_from_args();
     let resnet = resnet50_params();

@@ -270,12 +270,12 @@ fn shipped_configs_compose_and_assign_groups() {
         if path.extension().is_none_or(|e| e != "ron") {
             continue;
         }
-        let config = bigbatch_cli::run_config::RunConfig::compose(
+        let config = bigbatch_engine::run_config::RunConfig::compose(
             &[PathBuf::from(model_config()), path.clone()],
             &[],
         )
         .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
-        let bigbatch_cli::run_config::ModelConfig::ResNet(model) = &config.model else {
+        let bigbatch_engine::run_config::ModelConfig::ResNet(model) = &config.model else {
             panic!("configs/models/resnet.ron is a ResNet");
         };
         let model = model
@@ -294,6 +294,9 @@ mod faults;
 
 #[path = "support/large_batch.rs"]
 mod large_batch;
+
+#[path = "support/plugins.rs"]
+mod plugins;
 
 #[path = "support/replay.rs"]
 mod replay;

@@ -1,14 +1,18 @@
-//! `bigbatch train | schedule | optimizers | replay | study | report | bert-vocab | bert-data`.
+//! `bigbatch train | schedule | optimizers | workloads | replay | study | report | reproduce |
+//! bert-vocab | bert-data`: the arguments of each command and the library call it makes.
 
-use crate::backend::{self, Backend};
-use crate::run_config::{DataSource, RunConfig, compose_optimizer};
-use crate::study::{Study, describe_result};
-use crate::train::{self, RunOptions, Status};
 use anyhow::{Context, Result, bail};
 use bigbatch_core::config::write_atomic;
 use bigbatch_core::registry;
 use bigbatch_core::replay::{Precision, Trace, parse_json, replay};
 use bigbatch_data::bert::CreationConfig;
+use bigbatch_engine::backend::{self, Backend};
+use bigbatch_engine::run_config::{DataSource, RunConfig, compose_optimizer};
+use bigbatch_engine::train::{self, RunOptions, Status};
+use bigbatch_engine::workload;
+use bigbatch_studies::study::{Study, describe_result};
+use bigbatch_studies::{report, reproduce};
+use bigbatch_workloads::bert_data;
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -36,7 +40,7 @@ enum Command {
         #[arg(long = "set")]
         sets: Vec<String>,
         #[arg(long, value_enum, default_value = "cpu")]
-        backend: Backend,
+        backend: BackendArg,
         /// Read MNIST/Fashion-MNIST IDX files from this directory instead of the embedded subset.
         #[arg(long)]
         data: Option<PathBuf>,
@@ -66,6 +70,8 @@ enum Command {
     },
     /// List the registered optimizers and their config fields.
     Optimizers,
+    /// List the registered workloads (`model: ResNet(..)`, `Bert(..)`, `Plugin(name: ..)`).
+    Workloads,
     /// Train a WordPiece vocabulary on a corpus and write it as vocab.txt.
     BertVocab {
         /// `sotu` (the embedded corpus) or a file in BERT's format (one sentence per line, blank
@@ -158,7 +164,7 @@ enum Command {
         #[arg(long)]
         report_only: bool,
         #[arg(long, value_enum, default_value = "cpu")]
-        backend: Backend,
+        backend: BackendArg,
     },
     /// Feed a recorded trajectory (parameters, per-step gradients and learning rates) through an
     /// optimizer config and print every parameter after every step as JSON (docs/replay.md).
@@ -177,7 +183,7 @@ enum Command {
         #[arg(long, value_enum, default_value = "f32")]
         dtype: DTypeArg,
         #[arg(long, value_enum, default_value = "cpu")]
-        backend: Backend,
+        backend: BackendArg,
         /// Write the JSON to this file (atomically) instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -215,7 +221,7 @@ enum StudyCommand {
         #[arg(long, default_value_t = 1)]
         workers: usize,
         #[arg(long, value_enum, default_value = "cpu")]
-        backend: Backend,
+        backend: BackendArg,
     },
     /// Run exactly one trial (skipped if its result exists): what a Slurm array task calls.
     Trial {
@@ -224,7 +230,7 @@ enum StudyCommand {
         #[arg(long)]
         index: u64,
         #[arg(long, value_enum, default_value = "cpu")]
-        backend: Backend,
+        backend: BackendArg,
     },
     /// Write an `sbatch --array` script that runs the study's trials through `study trial`.
     Slurm {
@@ -258,8 +264,29 @@ enum StudyCommand {
         #[arg(long, default_value_t = 1)]
         workers: usize,
         #[arg(long, value_enum, default_value = "cpu")]
-        backend: Backend,
+        backend: BackendArg,
     },
+}
+
+/// `--backend`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum BackendArg {
+    /// burn's `flex` CPU backend (always compiled in).
+    Cpu,
+    /// WGPU (Vulkan/Metal/DX12; also Mesa's software Vulkan): cargo feature `wgpu`.
+    Wgpu,
+    /// CUDA: cargo feature `cuda` (its build needs LLVM: `cargo xtask setup-llvm` on Debian/Ubuntu).
+    Cuda,
+}
+
+impl From<BackendArg> for Backend {
+    fn from(b: BackendArg) -> Backend {
+        match b {
+            BackendArg::Cpu => Backend::Cpu,
+            BackendArg::Wgpu => Backend::Wgpu,
+            BackendArg::Cuda => Backend::Cuda,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -310,7 +337,7 @@ where
                 resume,
                 restart_without_checkpoint: false,
             };
-            let summary = train::run(&config, backend, &options)?;
+            let summary = train::run(&config, backend.into(), &options)?;
             match summary.status {
                 Status::Completed => {
                     println!("run directory: {}", out_dir.display());
@@ -369,6 +396,7 @@ where
                 DTypeArg::F32 => Precision::F32,
                 DTypeArg::F64 => Precision::F64,
             };
+            let backend = Backend::from(backend);
             if precision == Precision::F64 && backend == Backend::Wgpu {
                 bail!(
                     "--dtype f64: the wgpu backend computes in f32 only; use --backend cpu or cuda"
@@ -400,14 +428,10 @@ where
                 .enumerate()
                 .map(|(i, p)| Study::load(p, dirs.get(i).cloned()))
                 .collect::<Result<Vec<_>>>()?;
-            let (md, csv) = crate::report::tables(&loaded)?;
-            write_atomic(&out.join("report.md"), md.as_bytes())?;
-            write_atomic(&out.join("report.csv"), csv.as_bytes())?;
-            let charts = crate::report::plots(&loaded, &out)?;
+            let (md, written) = report::write(&loaded, &out)?;
             println!("{md}");
-            println!("written: {}/report.md, report.csv", out.display());
-            for c in charts {
-                println!("written: {}", c.display());
+            for path in written {
+                println!("written: {}", path.display());
             }
             Ok(())
         }
@@ -422,19 +446,19 @@ where
             backend,
         } => {
             registry::check()?;
-            let budget = (!report_only).then_some(crate::reproduce::Budget {
+            let budget = (!report_only).then_some(reproduce::Budget {
                 trials,
                 seeds,
                 workers,
             });
-            crate::reproduce::reproduce(&findings, &out, &only, budget, backend)
+            reproduce::reproduce(&findings, &out, &only, budget, backend.into())
         }
         Command::BertVocab {
             corpus,
             size,
             min_frequency,
             out,
-        } => crate::bert_data::vocab(&corpus, size, min_frequency, &out),
+        } => bert_data::vocab(&corpus, size, min_frequency, &out),
         Command::BertData {
             corpus,
             vocab,
@@ -458,7 +482,16 @@ where
                 do_whole_word_mask,
                 seed,
             };
-            crate::bert_data::data(&corpus, &vocab, &creation, eval_documents, per_shard, &out)
+            bert_data::data(&corpus, &vocab, &creation, eval_documents, per_shard, &out)
+        }
+        Command::Workloads => {
+            for p in workload::plugins()? {
+                println!(
+                    "{}\n    {}\n    config: {}\n",
+                    p.name, p.description, p.config_doc
+                );
+            }
+            Ok(())
         }
         Command::Optimizers => {
             registry::check()?;
@@ -482,7 +515,7 @@ fn study_command(command: StudyCommand) -> Result<()> {
             backend,
         } => {
             let study = args.open()?;
-            study.run(trials, workers, backend)?;
+            study.run(trials, workers, backend.into())?;
             print_status(&study)
         }
         StudyCommand::Trial {
@@ -491,7 +524,7 @@ fn study_command(command: StudyCommand) -> Result<()> {
             backend,
         } => {
             let study = args.open()?;
-            let r = study.run_trial(index, backend)?;
+            let r = study.run_trial(index, backend.into())?;
             println!("{}", describe_result(&r));
             Ok(())
         }
@@ -528,7 +561,7 @@ fn study_command(command: StudyCommand) -> Result<()> {
             backend,
         } => {
             let study = args.open()?;
-            study.rerun(seeds, workers, backend)?;
+            study.rerun(seeds, workers, backend.into())?;
             let stats = study.rerun_stats()?;
             println!("{}", serde_json::to_string_pretty(&stats)?);
             Ok(())
@@ -537,34 +570,7 @@ fn study_command(command: StudyCommand) -> Result<()> {
 }
 
 fn print_status(study: &Study) -> Result<()> {
-    let trials = study.trials()?;
-    let feasible = trials.values().filter(|r| r.feasible()).count();
-    let unfinished = study.unfinished();
-    println!(
-        "study {}  (directory {})",
-        study.path.display(),
-        study.dir.display()
-    );
-    println!(
-        "finished: {}  feasible: {feasible}  diverged: {}  unfinished (running or killed): {}{}",
-        trials.len(),
-        trials.len() - feasible,
-        unfinished.len(),
-        if unfinished.is_empty() {
-            String::new()
-        } else {
-            format!(" {unfinished:?}")
-        }
-    );
-    match study.best()? {
-        Some(b) => {
-            println!("best: {}", describe_result(&b));
-            for (path, value) in &b.point {
-                println!("    {path} = {value}");
-            }
-        }
-        None => println!("best: none yet"),
-    }
+    print!("{}", study.status_text()?);
     Ok(())
 }
 

@@ -21,21 +21,11 @@
 //! ```
 
 use crate::params::ParamInfo;
+pub use crate::params::ParamKind;
 use anyhow::{Context, Result, bail};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-/// What a parameter is, derived from its module and name.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ParamKind {
-    /// A weight matrix or kernel of a dense, convolution or embedding layer.
-    Weight,
-    /// The additive bias of a dense or convolution layer.
-    Bias,
-    /// A scale or shift of a normalisation layer (batch norm, layer norm).
-    Norm,
-}
 
 /// How weight decay enters the update.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,107 +4,17 @@
 //! group's settings. [`ModelOptimizer::step`] first computes the global quantities some optimizers
 //! need (the global gradient norm for clipping), then updates every tensor.
 
-use crate::groups::{Assignment, DecayMode, GroupSettings, OptimizerSetup};
+use crate::groups::{Assignment, GroupSettings, OptimizerSetup};
 use crate::params::{ParamInfo, ParamSlot};
-use crate::registry;
-use crate::transforms::{self, AdamHyper};
+pub use crate::plugin::{GroupContext, StepContext, TensorOptimizer};
+use crate::registry::{self, GroupSetting};
+pub use crate::state::State;
+use crate::transforms;
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-
-/// What a plugin knows about the group it optimizes.
-#[derive(Clone, Debug)]
-pub struct GroupContext {
-    /// Config path of the group (`optimizer.default` or `optimizer.groups.NAME`), for errors.
-    pub prefix: String,
-    pub weight_decay: f64,
-    /// `None`: the optimizer's own convention.
-    pub decay_mode: Option<DecayMode>,
-    /// `None`: the optimizer's own default.
-    pub trust_ratio: Option<bool>,
-}
-
-impl GroupContext {
-    /// The config path of a plugin field: `PREFIX.optimizer.config.NAME`.
-    pub fn field(&self, name: &str) -> String {
-        format!("{}.optimizer.config.{name}", self.prefix)
-    }
-
-    /// Errors unless `0 <= value < 1` (momentum, Adam betas).
-    pub fn check_unit_interval(&self, name: &str, value: f64) -> Result<()> {
-        if !(0.0..1.0).contains(&value) {
-            bail!(
-                "{}: expected a value in [0, 1), got {value}",
-                self.field(name)
-            );
-        }
-        Ok(())
-    }
-
-    /// Errors unless `value` is finite and `>= 0` (epsilons).
-    pub fn check_non_negative(&self, name: &str, value: f64) -> Result<()> {
-        if !(value >= 0.0 && value.is_finite()) {
-            bail!(
-                "{}: expected a finite non-negative number, got {value}",
-                self.field(name)
-            );
-        }
-        Ok(())
-    }
-
-    /// Errors unless `value` is finite and `> 0`.
-    pub fn check_positive(&self, name: &str, value: f64) -> Result<()> {
-        if !(value > 0.0 && value.is_finite()) {
-            bail!(
-                "{}: expected a positive number, got {value}",
-                self.field(name)
-            );
-        }
-        Ok(())
-    }
-
-    /// Checks Adam hyperparameters (betas in `[0, 1)`, epsilons non-negative).
-    pub fn check_adam(&self, h: &AdamHyper) -> Result<()> {
-        self.check_unit_interval("beta1", h.beta1)?;
-        self.check_unit_interval("beta2", h.beta2)?;
-        self.check_non_negative("eps", h.eps)?;
-        self.check_non_negative("eps_root", h.eps_root)
-    }
-}
-
-/// Per-step inputs shared by all tensors.
-pub struct StepContext<'a> {
-    /// The schedule's learning rate times the group's `lr_scale`.
-    pub lr: f64,
-    /// The 1-based index of this update (for bias correction).
-    pub step: u64,
-    /// `sqrt(sum over all parameters of ||g||^2)`, present when any group asked for it.
-    pub global_grad_norm: Option<&'a Tensor<1>>,
-    /// Where an optimizer reports the layer-wise trust ratio it applied (for `bigbatch replay`);
-    /// `None` when nobody is listening.
-    pub trust_ratio_out: Option<&'a RefCell<Option<Tensor<1>>>>,
-}
-
-impl StepContext<'_> {
-    /// A context with no global gradient norm and no trust-ratio listener.
-    pub fn new(lr: f64, step: u64) -> Self {
-        StepContext {
-            lr,
-            step,
-            global_grad_norm: None,
-            trust_ratio_out: None,
-        }
-    }
-
-    /// Reports the one-element trust ratio applied to this tensor (cheap: a handle clone).
-    pub fn report_trust_ratio(&self, ratio: &Tensor<1>) {
-        if let Some(out) = self.trust_ratio_out {
-            *out.borrow_mut() = Some(ratio.clone());
-        }
-    }
-}
 
 /// The saved state of a [`ModelOptimizer`]: the update count and every parameter's state tensors,
 /// by parameter path. Serialised as MessagePack ([`OptimizerState::to_bytes`]).
@@ -130,77 +40,6 @@ impl OptimizerState {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         rmp_serde::from_slice(bytes).context("decoding the optimizer state (MessagePack)")
     }
-}
-
-/// One parameter's optimizer state: [`TensorOptimizer::state_slots`] tensors shaped like the
-/// flat parameter. A transform moves a slot's tensor out ([`State::take`]) and puts its new
-/// value back ([`State::put`]) instead of cloning it: burn's CPU backend writes an element-wise
-/// result into an operand's buffer when the operand's tensor is its only reference.
-#[derive(Clone, Debug, Default)]
-pub struct State(Vec<Option<Tensor<1>>>);
-
-impl State {
-    pub fn new(tensors: Vec<Tensor<1>>) -> Self {
-        Self(tensors.into_iter().map(Some).collect())
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Moves slot `slot`'s tensor out until [`State::put`] returns it.
-    ///
-    /// # Panics
-    /// If the slot does not exist or was taken and not put back (a bug in the optimizer).
-    pub fn take(&mut self, slot: usize) -> Tensor<1> {
-        self.0[slot]
-            .take()
-            .unwrap_or_else(|| panic!("optimizer state slot {slot} taken twice"))
-    }
-
-    pub fn put(&mut self, slot: usize, tensor: Tensor<1>) {
-        self.0[slot] = Some(tensor);
-    }
-
-    /// Slot `slot`'s tensor.
-    ///
-    /// # Panics
-    /// If the slot does not exist or is taken.
-    pub fn get(&self, slot: usize) -> &Tensor<1> {
-        self.0[slot]
-            .as_ref()
-            .expect("optimizer state read while a slot is taken")
-    }
-
-    /// The tensors, in slot order.
-    ///
-    /// # Panics
-    /// If a slot is still taken (only possible inside a step).
-    pub fn tensors(&self) -> impl Iterator<Item = &Tensor<1>> {
-        (0..self.len()).map(|slot| self.get(slot))
-    }
-}
-
-/// A per-tensor optimizer: the composition of transforms one group applies.
-pub trait TensorOptimizer: Send + Sync {
-    /// How many state tensors (each shaped like the parameter, zero at start) it keeps.
-    fn state_slots(&self) -> usize;
-    /// Whether [`StepContext::global_grad_norm`] is needed.
-    fn needs_global_grad_norm(&self) -> bool {
-        false
-    }
-    /// Returns the new parameter value and updates `state` in place.
-    fn step(
-        &self,
-        ctx: &StepContext,
-        param: Tensor<1>,
-        grad: Tensor<1>,
-        state: &mut State,
-    ) -> Tensor<1>;
 }
 
 /// The optimizer of a whole model: groups, their optimizers, per-parameter state.
@@ -429,6 +268,27 @@ fn build_group(name: &str, settings: &GroupSettings) -> Result<Box<dyn TensorOpt
     };
     let plugin = registry::find(&settings.optimizer.name)
         .with_context(|| format!("{prefix}.optimizer.name"))?;
+    let set = [
+        (GroupSetting::WeightDecay, settings.weight_decay != 0.0),
+        (GroupSetting::DecayMode, settings.decay_mode.is_some()),
+        (GroupSetting::TrustRatio, settings.trust_ratio.is_some()),
+    ];
+    for (setting, _) in set.iter().filter(|(_, is_set)| *is_set) {
+        if !plugin.honours.contains(setting) {
+            let honoured: Vec<_> = plugin.honours.iter().map(|s| s.field()).collect();
+            bail!(
+                "{prefix}.{}: the group `{name}` sets it, but its optimizer `{}` does not honour it \
+                 (it honours: {}); remove the setting or choose an optimizer that honours it",
+                setting.field(),
+                plugin.name,
+                if honoured.is_empty() {
+                    "none of weight_decay, decay_mode, trust_ratio".to_string()
+                } else {
+                    honoured.join(", ")
+                }
+            );
+        }
+    }
     let ctx = GroupContext {
         prefix: prefix.clone(),
         weight_decay: settings.weight_decay,

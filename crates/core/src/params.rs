@@ -5,9 +5,20 @@
 //! visits fields in declaration order) and consider only trainable parameters (those that require
 //! gradients; batch-norm running statistics are not).
 
-use crate::groups::ParamKind;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Gradients, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// What a parameter is, derived from its module and name.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ParamKind {
+    /// A weight matrix or kernel of a dense, convolution or embedding layer.
+    Weight,
+    /// The additive bias of a dense or convolution layer.
+    Bias,
+    /// A scale or shift of a normalisation layer (batch norm, layer norm).
+    Norm,
+}
 
 /// A trainable parameter's identity.
 #[derive(Clone, Debug, PartialEq)]

@@ -4,12 +4,43 @@
 //! `inventory` collects plugins in an order that changes between builds, so [`plugins`] sorts by
 //! name and [`check`] rejects duplicate names.
 
-use crate::optimizer::{GroupContext, TensorOptimizer};
+use crate::plugin::{GroupContext, TensorOptimizer};
 use anyhow::{Result, bail};
 
 /// Builds a per-group optimizer from its RON configuration (as a JSON value) and the group's
 /// settings. Errors name the offending field.
 pub type BuildFn = fn(&serde_json::Value, &GroupContext) -> Result<Box<dyn TensorOptimizer>>;
+
+/// A group setting that the core passes to the plugin ([`GroupContext`]) rather than applying
+/// itself. (`lr_scale` is applied by the core: [`crate::StepContext::lr`] already includes it.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupSetting {
+    /// `weight_decay` other than 0 ([`GroupContext::weight_decay`]).
+    WeightDecay,
+    /// `decay_mode: Some(..)` ([`GroupContext::decay_mode`]).
+    DecayMode,
+    /// `trust_ratio: Some(..)` ([`GroupContext::trust_ratio`]).
+    TrustRatio,
+}
+
+impl GroupSetting {
+    /// Every setting: for an optimizer that implements weight decay in both modes and the
+    /// trust ratio.
+    pub const ALL: &'static [GroupSetting] = &[
+        GroupSetting::WeightDecay,
+        GroupSetting::DecayMode,
+        GroupSetting::TrustRatio,
+    ];
+
+    /// The field's name in a group's settings.
+    pub fn field(self) -> &'static str {
+        match self {
+            GroupSetting::WeightDecay => "weight_decay",
+            GroupSetting::DecayMode => "decay_mode",
+            GroupSetting::TrustRatio => "trust_ratio",
+        }
+    }
+}
 
 /// An optimizer that registers itself.
 pub struct OptimizerPlugin {
@@ -19,6 +50,10 @@ pub struct OptimizerPlugin {
     pub description: &'static str,
     /// The fields of the plugin's config, with defaults and sources.
     pub config_doc: &'static str,
+    /// The group settings its build function reads from [`GroupContext`]. A group that sets one
+    /// not listed here is refused, naming the group and the optimizer, instead of being silently
+    /// ignored.
+    pub honours: &'static [GroupSetting],
     pub build: BuildFn,
 }
 

@@ -3,9 +3,9 @@
 //! optimizer can be compared with ours number by number. The trace format is documented in
 //! `docs/replay.md`.
 
-use crate::groups::{OptimizerSetup, ParamKind};
+use crate::groups::OptimizerSetup;
 use crate::optimizer::ModelOptimizer;
-use crate::params::{ParamInfo, ParamSlot};
+use crate::params::{ParamInfo, ParamKind, ParamSlot};
 use anyhow::{Result, anyhow, bail};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use serde::de::DeserializeOwned;

@@ -97,6 +97,21 @@ fn two() -> f64 {
 }
 
 impl Schedule {
+    /// The step count the schedule is written for (its `total_steps`), where it has one;
+    /// `None` for `Constant`, `LinearDecay` and `PolynomialWarmupDecay`, which end in a constant
+    /// rate and fit any run length.
+    pub fn total_steps(&self) -> Option<u64> {
+        match self {
+            Schedule::PiecewisePolynomial { total_steps, .. }
+            | Schedule::MlperfPolynomial { total_steps, .. }
+            | Schedule::Cosine { total_steps, .. }
+            | Schedule::BertPolynomial { total_steps, .. } => Some(*total_steps),
+            Schedule::Constant { .. }
+            | Schedule::LinearDecay { .. }
+            | Schedule::PolynomialWarmupDecay { .. } => None,
+        }
+    }
+
     /// The learning rate of update `t` (0-based).
     pub fn lr(&self, t: u64) -> f64 {
         let tf = t as f64;

@@ -7,7 +7,7 @@
 //! are therefore moved out of their slots ([`State::take`]) rather than cloned, and the gradient
 //! (which the optimizer owns) is consumed by its last use.
 
-use crate::optimizer::State;
+use crate::state::State;
 use burn::tensor::{Bool, Tensor};
 
 /// `||x||_2` as a one-element tensor (no host synchronisation).

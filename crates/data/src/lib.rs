@@ -4,6 +4,8 @@
 //!   Fashion-MNIST subset (10,000 training and 2,000 test images from Debian's
 //!   `dataset-fashion-mnist` package, MIT; license beside the files in `embedded/`).
 //! - [`ImageDataset`] and [`EpochSampler`]: normalised batches with deterministic shuffling.
+//!
+//! Must not depend on models, optimizers, the engine or studies.
 
 pub mod bert;
 pub mod idx;

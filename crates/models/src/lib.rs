@@ -2,6 +2,8 @@
 //! and BERT for pretraining ([`bert`]).
 //!
 //! Code never names a backend: modules are built on a [`burn::tensor::Device`].
+//!
+//! Must not depend on optimizers, data, the engine or studies.
 
 pub mod bert;
 pub mod ghost_bn;

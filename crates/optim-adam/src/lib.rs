@@ -15,6 +15,9 @@
 //! Every variant takes `bias_correction`, `eps`, `eps_root` and an optional `max_grad_norm`
 //! (`g * max / max(global_norm, max)`, as BERT's `clip_by_global_norm(1.0)`). A group with
 //! `trust_ratio: Some(true)` scales the final direction by `||w|| / ||u||` (then it is LAMB).
+//!
+//! A plugin: of bigbatch it depends on `bigbatch-core` only; it must not depend on other
+//! optimizers, models or the engine.
 
 use anyhow::Result;
 use bigbatch_core::optimizer::{GroupContext, State, StepContext, TensorOptimizer};
@@ -147,6 +150,7 @@ inventory::submit! {
         name: "adam",
         description: "Adam with bias correction; L2 decay added to the gradient (Kingma & Ba 2015; optax.adam, torch Adam); no momentum buffer; default decay L2",
         config_doc: CONFIG_DOC,
+        honours: bigbatch_core::registry::GroupSetting::ALL,
         build: build_adam,
     }
 }
@@ -156,6 +160,7 @@ inventory::submit! {
         name: "adamw",
         description: "AdamW: w <- w - lr (r + lambda w) (Loshchilov & Hutter 2019; optax.adamw, torch AdamW); no momentum buffer; default decay decoupled",
         config_doc: CONFIG_DOC,
+        honours: bigbatch_core::registry::GroupSetting::ALL,
         build: build_adamw,
     }
 }
@@ -165,6 +170,7 @@ inventory::submit! {
         name: "bert_adam",
         description: "BERT's AdamWeightDecayOptimizer: no bias correction, eps 1e-6, w <- w - lr (m/(sqrt(v)+eps) + lambda w); no momentum buffer; default decay decoupled",
         config_doc: CONFIG_DOC,
+        honours: bigbatch_core::registry::GroupSetting::ALL,
         build: build_bert_adam,
     }
 }

@@ -13,6 +13,9 @@
 //! (`min(trust, 1)`), `max_grad_norm: Some(1.0)` (clip by the global gradient norm first, as the
 //! BERT and NVIDIA LAMB implementations do: `g * max / max(global_norm, max)`). With
 //! `decay_mode: Some(L2)` the decay is added to the gradient before the moments instead.
+//!
+//! A plugin: of bigbatch it depends on `bigbatch-core` only; it must not depend on other
+//! optimizers, models or the engine.
 
 use anyhow::Result;
 use bigbatch_core::optimizer::{GroupContext, State, StepContext, TensorOptimizer};
@@ -144,6 +147,7 @@ inventory::submit! {
         name: "lamb",
         description: "LAMB: bias-corrected Adam direction plus decoupled decay, scaled by the layer-wise trust ratio ||w||/||u|| (You et al. 2019; optax.lamb); no momentum buffer; default decay decoupled",
         config_doc: CONFIG_DOC,
+        honours: bigbatch_core::registry::GroupSetting::ALL,
         build,
     }
 }

@@ -16,6 +16,9 @@
 //! buffer; `decay_mode: Some(Decoupled)` leaves `lambda` out of `d` and the trust ratio and applies
 //! `w <- w - lr lambda w` after the update. Biases and batch-norm parameters are handled by group
 //! selectors (MLPerf: heavy-ball momentum, no decay).
+//!
+//! A plugin: of bigbatch it depends on `bigbatch-core` only; it must not depend on other
+//! optimizers, models or the engine.
 
 use anyhow::Result;
 use bigbatch_core::optimizer::{GroupContext, State, StepContext, TensorOptimizer};
@@ -149,6 +152,7 @@ inventory::submit! {
         name: "lars",
         description: "LARS: momentum (lr inside the buffer) on a layer-wise trust-ratio-scaled gradient; variants mlperf (flax/MLPerf reference) and optax (optax.lars); default decay L2",
         config_doc: CONFIG_DOC,
+        honours: bigbatch_core::registry::GroupSetting::ALL,
         build,
     }
 }

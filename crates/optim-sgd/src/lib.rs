@@ -14,6 +14,9 @@
 //! Group settings: `L2` decay adds `lambda w` to the gradient; `Decoupled` decay applies
 //! `w <- w - lr lambda w` after the update. `trust_ratio: Some(true)` scales the (decayed)
 //! gradient by `||w|| / ||g||` before the momentum trace, as optax.lars composes it.
+//!
+//! A plugin: of bigbatch it depends on `bigbatch-core` only; it must not depend on other
+//! optimizers, models or the engine.
 
 use anyhow::Result;
 use bigbatch_core::optimizer::{GroupContext, State, StepContext, TensorOptimizer};
@@ -129,6 +132,7 @@ inventory::submit! {
         name: "heavy_ball",
         description: "Heavy-ball momentum, no dampening: v <- mu v + g; w <- w - lr v (Nado et al. 2021, 2.1.1); lr outside the buffer unless lr_inside_buffer; default decay L2",
         config_doc: CONFIG_DOC,
+        honours: bigbatch_core::registry::GroupSetting::ALL,
         build: build_heavy_ball,
     }
 }
@@ -138,6 +142,7 @@ inventory::submit! {
         name: "nesterov",
         description: "Nesterov momentum, no dampening: v <- mu v + g; w <- w - lr (mu v + g) (Nado et al. 2021, 2.1.1); lr outside the buffer unless lr_inside_buffer; default decay L2",
         config_doc: CONFIG_DOC,
+        honours: bigbatch_core::registry::GroupSetting::ALL,
         build: build_nesterov,
     }
 }

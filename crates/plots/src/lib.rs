@@ -2,6 +2,8 @@
 //! line chart (learning-rate schedules, training curves) and box plots of a metric over seeds with
 //! a target line (the paper's Figures 1 and 4). Text uses the embedded DejaVu Sans, so nothing
 //! depends on the fonts of the machine.
+//!
+//! Must not depend on any other bigbatch crate (callers pass numbers).
 
 use anyhow::{Result, anyhow, bail};
 use plotters::coord::Shift;

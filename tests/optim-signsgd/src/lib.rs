@@ -41,6 +41,8 @@ inventory::submit! {
         name: "sign_sgd",
         description: "sign-SGD: w <- w - lr sign(g) (Bernstein et al. 2018); a test plugin",
         config_doc: "no fields",
+        // No weight decay, decay mode or trust ratio: a group setting any of them is refused.
+        honours: &[],
         build,
     }
 }

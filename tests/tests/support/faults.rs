@@ -5,7 +5,7 @@ use super::large_batch::numbers;
 use super::workloads::bert_args;
 use super::{root, scratch, train};
 use bigbatch_cli::run_cli;
-use bigbatch_cli::run_dir::RunLock;
+use bigbatch_engine::run_dir::RunLock;
 use std::path::Path;
 
 fn lamb() -> String {

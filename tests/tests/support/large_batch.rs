@@ -4,12 +4,12 @@
 
 use super::workloads::lines;
 use super::{root, scratch, train};
-use bigbatch_cli::classify::InMemoryClassification;
-use bigbatch_cli::pretrain::Pretraining;
-use bigbatch_cli::run_config::{ModelConfig, RunConfig};
-use bigbatch_cli::step::{self, BatchSplit};
-use bigbatch_cli::workload::Workload;
 use bigbatch_core::ModelOptimizer;
+use bigbatch_engine::run_config::{ModelConfig, RunConfig};
+use bigbatch_engine::step::{self, BatchSplit};
+use bigbatch_engine::workload::Workload;
+use bigbatch_workloads::classify::InMemoryClassification;
+use bigbatch_workloads::pretrain::Pretraining;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use std::path::Path;
@@ -57,7 +57,7 @@ pub(super) fn run_steps<W: Workload>(
     let split = BatchSplit::new(config.train.batch_size, micro, devices).unwrap();
     let main = split.main_device().clone();
     let (mut model, params) =
-        bigbatch_cli::train::init_model(&workload, config.train.seed, &main).unwrap();
+        bigbatch_engine::train::init_model(&workload, config.train.seed, &main).unwrap();
     let mut optimizer = ModelOptimizer::new(&config.optimizer, params).unwrap();
     let mut losses = Vec::new();
     for s in 0..steps {

@@ -3,13 +3,13 @@
 
 use super::{root, scratch};
 use bigbatch_cli::run_cli;
-use bigbatch_cli::run_config::compose_optimizer;
 use bigbatch_core::ModelOptimizer;
 use bigbatch_core::optimizer::OptimizerState;
 use bigbatch_core::params::ParamSlot;
 use bigbatch_core::replay::{
     Precision, ReplayOutput, Trace, check_against_reference, parse_json, replay,
 };
+use bigbatch_engine::run_config::compose_optimizer;
 use burn::tensor::{Device, Tensor};
 use std::path::PathBuf;
 

@@ -4,8 +4,8 @@
 //! the result files alone.
 
 use super::{cli, root, scratch};
-use bigbatch_cli::run_config::ModelConfig;
-use bigbatch_cli::study::Study;
+use bigbatch_engine::run_config::ModelConfig;
+use bigbatch_studies::study::Study;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -275,8 +275,9 @@ fn a_sweep_waits_for_its_source_study() {
 fn shipped_findings_name_existing_studies() {
     let findings = root().join("configs/studies/reproduction/findings.ron");
     let study_dir = scratch("shipped-repro-study");
-    let r = bigbatch_cli::reproduce::Reproduction::load(&findings, &scratch("shipped-findings"))
-        .unwrap();
+    let r =
+        bigbatch_studies::reproduce::Reproduction::load(&findings, &scratch("shipped-findings"))
+            .unwrap();
     assert!(r.file.findings.len() >= 5);
     for entry in std::fs::read_dir(root().join("configs/studies/reproduction")).unwrap() {
         let path = entry.unwrap().path();
@@ -292,6 +293,7 @@ fn shipped_findings_name_existing_studies() {
                 let expected = match study.base.model {
                     ModelConfig::Bert(_) => (256, 300),
                     ModelConfig::ResNet(_) => (2048, 50),
+                    ModelConfig::Plugin { .. } => panic!("the reproduction uses built-in models"),
                 };
                 assert_eq!(scale, expected, "{}", path.display());
             }

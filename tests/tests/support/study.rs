@@ -2,7 +2,7 @@
 //! does not count, a killed trial that reruns, reruns over seeds, the report, bad study files.
 
 use super::{cli, root, scratch};
-use bigbatch_cli::study::{Study, TrialResult};
+use bigbatch_studies::study::{Study, TrialResult};
 use std::path::Path;
 
 fn write_study(dir: &Path, search_extra: &str) -> std::path::PathBuf {
@@ -261,7 +261,7 @@ fn shipped_run_configs_compose() {
             .iter()
             .map(|f| root().join("configs").join(f))
             .collect();
-        let config = bigbatch_cli::run_config::RunConfig::compose(&paths, &[])
+        let config = bigbatch_engine::run_config::RunConfig::compose(&paths, &[])
             .unwrap_or_else(|e| panic!("{files:?}: {e:#}"));
         if files[1].contains("config_a") {
             // The file's `set` list reaches into the model and train sections.

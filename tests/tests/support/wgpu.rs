@@ -13,8 +13,8 @@ use super::large_batch::{
 use super::replay::{cases, compare, trace};
 use super::{root, scratch};
 use bigbatch_cli::run_cli;
-use bigbatch_cli::run_config::compose_optimizer;
 use bigbatch_core::replay::{Precision, replay};
+use bigbatch_engine::run_config::compose_optimizer;
 use burn::tensor::{Device, DeviceKind};
 use std::path::Path;
 

@@ -1,5 +1,6 @@
 //! The run directory on disk: one process at a time, metrics lines, checkpoints with checksums,
-//! and what a resume may change.
+//! and the truncation of metrics on resume. (What a resume may change is
+//! [`crate::run_config::check_resume_config`].)
 //!
 //! ```text
 //! run.lock                  advisory lock held for the life of the run (holds the pid)
@@ -11,10 +12,9 @@
 //! summary.json              written atomically at the end
 //! ```
 
-use crate::run_config::RunConfig;
 use anyhow::{Context, Result, bail};
 use bigbatch_core::ModelOptimizer;
-use bigbatch_core::config::{load_ron, write_atomic};
+use bigbatch_core::config::write_atomic;
 use bigbatch_core::optimizer::OptimizerState;
 use burn::module::Module;
 use burn::tensor::Device;
@@ -317,69 +317,6 @@ pub fn clear_run(out: &Path) -> Result<()> {
             "{}: no checkpoint to resume from; starting over (removed {})",
             out.display(),
             removed.join(", ")
-        );
-    }
-    Ok(())
-}
-
-/// The config fields a resumed run may change: the budget and evaluation cadence, and how the
-/// batch is cut (micro-batches, devices) and loaded, none of which changes the mathematics of a
-/// step.
-const MAY_CHANGE_ON_RESUME: &[&str] = &[
-    "train.steps",
-    "train.eval_every",
-    "train.micro_batch_size",
-    "train.devices",
-    "data.source.ImageNet.workers",
-    "data.source.ImageNet.prefetch",
-];
-
-fn leaves(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
-    match v {
-        serde_json::Value::Object(map) if !map.is_empty() => {
-            for (k, child) in map {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                leaves(&path, child, out);
-            }
-        }
-        other => {
-            out.insert(prefix.to_string(), other.clone());
-        }
-    }
-}
-
-/// With `--resume`: the run directory's `config.ron` and the new config may differ only in
-/// [`MAY_CHANGE_ON_RESUME`]; otherwise an error lists every differing field.
-pub fn check_resume_config(out: &Path, config: &RunConfig) -> Result<()> {
-    let path = out.join("config.ron");
-    if !path.exists() {
-        return Ok(());
-    }
-    let old: RunConfig = load_ron(&path)
-        .with_context(|| format!("{}: the config of the run being resumed", path.display()))?;
-    let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
-    leaves("", &serde_json::to_value(&old)?, &mut a);
-    leaves("", &serde_json::to_value(config)?, &mut b);
-    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    let differing: Vec<String> = keys
-        .into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .filter(|k| !MAY_CHANGE_ON_RESUME.iter().any(|m| k.starts_with(m)))
-        .map(|k| {
-            let show = |v: Option<&serde_json::Value>| v.map_or("absent".into(), |v| v.to_string());
-            format!("{k}: {} -> {}", show(a.get(k)), show(b.get(k)))
-        })
-        .collect();
-    if !differing.is_empty() {
-        bail!(
-            "--resume: the config differs from the run's {} in {}; only {} may change when resuming (start a new run with another --out)",
-            path.display(),
-            differing.join(", "),
-            MAY_CHANGE_ON_RESUME.join(", ")
         );
     }
     Ok(())

@@ -14,13 +14,14 @@
 //! it had never stopped (a test checks bit-identical results).
 
 use crate::backend::{self, Backend};
-use crate::run_config::{DataSource, ModelConfig, RunConfig};
+pub use crate::run::{Run, RunOptions, RunSummary, Status};
+use crate::run_config::{RunConfig, check_resume_config};
 use crate::run_dir::{
-    CheckpointPointer, Metrics, RunLock, SoFar, check_fresh_start, check_resume_config, clear_run,
-    load_model, read_pointer, restore, save_checkpoint, truncate_metrics,
+    Metrics, RunLock, SoFar, check_fresh_start, clear_run, load_model, read_pointer, restore,
+    save_checkpoint, truncate_metrics,
 };
 use crate::step::{self, BatchSplit};
-use crate::workload::Workload;
+use crate::workload::{self, Trainable, Workload};
 use anyhow::{Context, Result, bail};
 use bigbatch_core::ModelOptimizer;
 use bigbatch_core::config::{to_ron, write_atomic};
@@ -28,54 +29,7 @@ use bigbatch_core::params::{ParamInfo, describe};
 use burn::module::Module;
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::path::PathBuf;
-
-/// How a run ended.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Completed,
-    Diverged,
-}
-
-/// `summary.json`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct RunSummary {
-    pub status: Status,
-    /// Updates applied.
-    pub steps: u64,
-    /// For a diverged run: why (e.g. `loss is NaN`), at step `steps`.
-    pub reason: Option<String>,
-    pub final_val_accuracy: Option<f64>,
-    pub final_train_accuracy: Option<f64>,
-    pub final_loss: Option<f64>,
-    pub seconds: f64,
-    /// Examples per optimizer step.
-    #[serde(default)]
-    pub batch_size: usize,
-    /// Examples per forward/backward pass (gradients accumulated over batch / micro-batch passes).
-    #[serde(default)]
-    pub micro_batch_size: usize,
-    /// The backend and its device indices the batch was shared across.
-    #[serde(default)]
-    pub devices: Vec<String>,
-    /// Training examples per second over the steps of this invocation (evaluations excluded).
-    #[serde(default)]
-    pub examples_per_second: Option<f64>,
-}
-
-/// Options that do not change the result.
-pub struct RunOptions {
-    pub out_dir: PathBuf,
-    pub progress: bool,
-    /// Continue from the run directory's newest checkpoint.
-    pub resume: bool,
-    /// With `resume` and no checkpoint yet (a study trial killed before its first evaluation):
-    /// clear the directory and start over instead of refusing.
-    pub restart_without_checkpoint: bool,
-}
 
 /// Trains the model the config describes on `backend` (devices: `train.devices`) and records
 /// everything under `options.out_dir`. The one place that picks the workload.
@@ -104,43 +58,29 @@ pub fn run(config: &RunConfig, backend: Backend, options: &RunOptions) -> Result
         None => check_fresh_start(out, options.resume)?,
     }
     write_atomic(&out.join("config.ron"), to_ron(config)?.as_bytes())?;
+    if let Some(warning) = config.schedule_warning() {
+        eprintln!("warning: {warning}");
+    }
     let run = Run {
-        config,
+        optimizer: &config.optimizer,
+        schedule: &config.schedule,
+        train: &config.train,
         split,
         names,
         options,
         checkpoint,
         parallel_optimizer: backend::parallel_optimizer_steps(backend),
     };
-    match &config.model {
-        ModelConfig::ResNet(model) => match &config.data.source {
-            DataSource::ImageNet(source) => {
-                let w = crate::classify::ImageNetClassification::new(model, source, &config.train)?;
-                train_loop(w, &run)
-            }
-            source => {
-                let w = crate::classify::InMemoryClassification::new(model, source, &config.train)?;
-                train_loop(w, &run)
-            }
-        },
-        ModelConfig::Bert(model) => {
-            let w = crate::pretrain::Pretraining::new(model, &config.data.source, &config.train)?;
-            train_loop(w, &run)
-        }
-    }
+    let (name, section, prefix) = config.model.workload()?;
+    let plugin = workload::find(name).context("model")?;
+    let workload = (plugin.build)(&section, &config.workload_context(prefix))?;
+    workload.train(&run)
 }
 
-/// A run's settings, resolved.
-pub struct Run<'a> {
-    pub config: &'a RunConfig,
-    pub split: BatchSplit,
-    /// Device names for the records (`Cpu`, `Cuda:0`, ...).
-    pub names: Vec<String>,
-    pub options: &'a RunOptions,
-    /// The checkpoint to resume from.
-    pub checkpoint: Option<CheckpointPointer>,
-    /// Optimizer steps on several threads ([`backend::parallel_optimizer_steps`]).
-    pub parallel_optimizer: bool,
+impl<W: Workload> Trainable for W {
+    fn train(self: Box<Self>, run: &Run) -> Result<RunSummary> {
+        train_loop(*self, run)
+    }
 }
 
 /// The process-wide lock around the devices' random generators (burn's are global): held from
@@ -191,17 +131,17 @@ pub fn init_model<W: Workload>(
 /// The generic training loop: config -> model + parameter groups -> optimizer -> steps ->
 /// metrics, evaluations and checkpoints.
 pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary> {
-    let (config, options, split) = (run.config, run.options, &run.split);
+    let (options, split) = (run.options, &run.split);
     let device = split.main_device();
     let started = std::time::Instant::now();
     let out = &options.out_dir;
-    let (mut model, params) = init_model(&workload, config.train.seed, device)?;
+    let (mut model, params) = init_model(&workload, run.train.seed, device)?;
     let mut optimizer =
-        ModelOptimizer::new(&config.optimizer, params)?.with_parallel_steps(run.parallel_optimizer);
+        ModelOptimizer::new(run.optimizer, params)?.with_parallel_steps(run.parallel_optimizer);
     let metrics_path = out.join("metrics.jsonl");
     let mut start = 0;
     let mut so_far = SoFar::default();
-    let t = &config.train;
+    let t = run.train;
     let setup_line = json!({
         "batch_size": t.batch_size,
         "micro_batch_size": split.micro_batch_size,
@@ -218,7 +158,7 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
             m
         }
         None => {
-            if let Some(from) = &config.train.init_from {
+            if let Some(from) = &t.init_from {
                 // Phase 2 of BERT pretraining: the weights of an earlier run, a fresh optimizer.
                 let Some(pointer) = read_pointer(from)? else {
                     bail!(
@@ -254,7 +194,7 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
     };
     let mut training_time = std::time::Duration::ZERO;
     for step in start..t.steps {
-        let lr = config.schedule.lr(step);
+        let lr = run.schedule.lr(step);
         let step_started = std::time::Instant::now();
         let batch = workload.next_batch()?;
         let random = workload.draws_randomness();

@@ -8,11 +8,11 @@
 //! MLM accuracy on 10k training examples).
 
 use crate::bert_data::{load_corpus, load_vocab};
-use crate::run_config::{BertDataConfig, DataSource, TrainSettings};
-use crate::workload::{Evaluation, Workload};
 use anyhow::{Result, bail};
 use bigbatch_data::EpochSampler;
 use bigbatch_data::bert::{PretrainingBatch, PretrainingSet, in_memory_set, make_dataset};
+use bigbatch_engine::run_config::{BertDataConfig, DataSource, TrainSettings};
+use bigbatch_engine::workload::{Evaluation, Workload};
 use bigbatch_models::{BertBatch, BertConfig, BertForPretraining, LossDenominators};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};

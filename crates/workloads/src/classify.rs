@@ -5,11 +5,11 @@
 //! `q = (1 - tau) onehot + tau / K` (Szegedy et al. 2016). Accuracy: top-1 with batch norm in
 //! inference mode (running statistics).
 
-use crate::run_config::{DataSource, ImageNetSource, TrainSettings};
-use crate::workload::{Evaluation, Workload};
 use anyhow::{Context, Result, bail};
 use bigbatch_data::imagenet::{ImageBatch, ImageFolder, LoaderConfig, load_epoch};
 use bigbatch_data::{EpochSampler, ImageDataset, idx};
+use bigbatch_engine::run_config::{DataSource, ImageNetSource, TrainSettings};
+use bigbatch_engine::workload::{Evaluation, Workload};
 use bigbatch_models::{ResNet, ResNetConfig};
 use burn::module::Module;
 use burn::tensor::activation::log_softmax;

@@ -6,6 +6,7 @@
 
 use crate::study::{Study, TrialResult, val_curve};
 use anyhow::Result;
+use bigbatch_core::config::write_atomic;
 use bigbatch_core::study::{Scaling, Spread};
 use bigbatch_plots::{BoxGroup, Series, box_plot, line_chart};
 use std::fmt::Write;
@@ -308,6 +309,18 @@ pub fn profile_series(entries: &[(String, String, f64)]) -> Vec<Series> {
             }
         })
         .collect()
+}
+
+/// Writes `report.md`, `report.csv` and the charts of `studies` into `out` (`bigbatch report`);
+/// returns the markdown and the files written.
+pub fn write(studies: &[Study], out: &Path) -> Result<(String, Vec<PathBuf>)> {
+    let (md, csv) = tables(studies)?;
+    let (md_path, csv_path) = (out.join("report.md"), out.join("report.csv"));
+    write_atomic(&md_path, md.as_bytes())?;
+    write_atomic(&csv_path, csv.as_bytes())?;
+    let mut written = vec![md_path, csv_path];
+    written.extend(plots(studies, out)?);
+    Ok((md, written))
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 
 use anyhow::{Result, bail};
 use burn::tensor::Device;
-use clap::ValueEnum;
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+/// A burn backend, as `--backend` names it (`cpu`, `wgpu`, `cuda`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     /// burn's `flex` CPU backend (always compiled in).
     Cpu,
@@ -12,6 +12,29 @@ pub enum Backend {
     Wgpu,
     /// CUDA: cargo feature `cuda` (its build needs LLVM: `cargo xtask setup-llvm` on Debian/Ubuntu).
     Cuda,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(Backend::Cpu),
+            "wgpu" => Ok(Backend::Wgpu),
+            "cuda" => Ok(Backend::Cuda),
+            other => bail!("unknown backend `{other}`: expected cpu, wgpu or cuda"),
+        }
+    }
+}
+
+impl Backend {
+    /// The name `--backend` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            Backend::Wgpu => "wgpu",
+            Backend::Cuda => "cuda",
+        }
+    }
 }
 
 /// Whether optimizer steps update tensors on several threads (`ModelOptimizer::with_parallel_steps`):
@@ -155,4 +178,18 @@ fn cuda() -> Result<Device> {
     anyhow::bail!(
         "--backend cuda: this bigbatch was built without the `cuda` feature; rebuild with `cargo build --release -p bigbatch-cli --features cuda` (run `cargo xtask setup-llvm` first on Debian/Ubuntu, or let the build download its LLVM bundle)"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_names_parse_back() {
+        for b in [Backend::Cpu, Backend::Wgpu, Backend::Cuda] {
+            assert_eq!(b.name().parse::<Backend>().unwrap(), b);
+        }
+        let err = "tpu".parse::<Backend>().unwrap_err().to_string();
+        assert!(err.contains("unknown backend `tpu`"), "{err}");
+    }
 }

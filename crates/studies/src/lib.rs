@@ -1,0 +1,13 @@
+//! Studies: a search space over run-config paths applied to base configs ([`study`]: trials,
+//! reruns over seeds, the study directory), Slurm array scripts ([`slurm`]), the report of a set
+//! of studies ([`report`]: tables, statistics, charts) and the paper's reproduction
+//! ([`reproduce`]: findings, verdict rules, pages).
+//!
+//! Depends on the engine (it runs trials with `bigbatch_engine::train::run`), core and plots;
+//! must not depend on clap, on optimizer math or on any workload's code: the binary that runs
+//! studies links the workloads and optimizers it needs.
+
+pub mod report;
+pub mod reproduce;
+pub mod slurm;
+pub mod study;

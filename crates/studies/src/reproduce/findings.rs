@@ -1,0 +1,112 @@
+//! The findings file (`configs/studies/reproduction/findings.ron`): findings as claims over study
+//! files, and the budget a reproduction runs them with.
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// The findings file.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FindingsFile {
+    /// Shown at the top of the report: the scale and why it was chosen.
+    pub preamble: String,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Finding {
+    /// Short name (`--only`, the report's folder).
+    pub name: String,
+    /// The claim in words.
+    pub title: String,
+    /// Where the paper shows it.
+    pub paper: String,
+    pub claim: Claim,
+    /// The choices made for this finding and why.
+    #[serde(default)]
+    pub notes: String,
+}
+
+/// A claim over study files (relative to the findings file).
+#[derive(Deserialize, Debug, Clone)]
+pub enum Claim {
+    Matches {
+        candidate: PathBuf,
+        reference: PathBuf,
+    },
+    Beats {
+        better: PathBuf,
+        worse: PathBuf,
+    },
+    TrainGap {
+        higher: PathBuf,
+        lower: PathBuf,
+    },
+    BestValue {
+        path: String,
+        expected: Vec<(PathBuf, Value)>,
+    },
+}
+
+impl Claim {
+    pub(super) fn tuned(&self) -> Vec<&PathBuf> {
+        match self {
+            Claim::Matches {
+                candidate,
+                reference,
+            } => vec![candidate, reference],
+            Claim::Beats { better, worse } => vec![better, worse],
+            Claim::TrainGap { higher, lower } => vec![higher, lower],
+            Claim::BestValue { .. } => vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Reproduced,
+    NotReproduced,
+    Inconclusive,
+    /// Not every study has results yet.
+    Pending,
+}
+
+impl Verdict {
+    pub fn words(self) -> &'static str {
+        match self {
+            Verdict::Reproduced => "reproduced",
+            Verdict::NotReproduced => "not reproduced",
+            Verdict::Inconclusive => "inconclusive at this scale",
+            Verdict::Pending => "pending (studies not finished)",
+        }
+    }
+}
+
+/// How much to run. `reproduce` records it in `<out>/budget.json`; the report judges a finding
+/// only once its studies have all of it (defaults when none is recorded: 10 trials, 5 seeds).
+#[derive(serde::Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+pub struct Budget {
+    /// Feasible quasi-random trials per tuned study.
+    pub trials: u64,
+    /// Seeds of each rerun (and of each value of a `BestValue` sweep).
+    pub seeds: u64,
+    /// Trials or seeds run at the same time (not recorded).
+    #[serde(skip, default = "one")]
+    pub workers: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            trials: 10,
+            seeds: 5,
+            workers: 1,
+        }
+    }
+}

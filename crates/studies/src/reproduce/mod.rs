@@ -1,0 +1,253 @@
+//! `bigbatch reproduce`: the paper's findings run as studies and judged by rules fixed in advance.
+//!
+//! A findings file (`configs/studies/reproduction/findings.ron`) lists findings, each a claim over
+//! study files. `reproduce` tunes every study it needs (quasi-random trials, then the best point
+//! rerun over seeds; studies with `best_of` run their sweep over seeds after their source study),
+//! then writes the report: `<out>/README.md` (a verdict per finding with its numbers, tables shaped
+//! like the paper's, charts), `<out>/results.csv`, and per finding `<out>/<name>/report.md` (the
+//! protocol, search spaces and best points) with its charts. Study directories live in
+//! `<out>/studies/<study file name>/`; everything there except checkpoints is small and is enough
+//! to write the report again without running (`--report-only`). Interrupted and run again, it
+//! continues: finished trials are kept and a killed one resumes from its checkpoint.
+//!
+//! Verdicts, over the runs' final values of the study metric (medians and quartiles as numpy's
+//! default linear interpolation):
+//! - `Matches { candidate, reference }` ("A reaches the accuracy of B"): reproduced when the
+//!   candidate's median is at least the reference's first quartile; not reproduced when it is
+//!   below the reference's worst seed; inconclusive between.
+//! - `Beats { better, worse }`: reproduced when the interquartile ranges are apart (better's first
+//!   quartile above worse's third); not reproduced when better's median is not above worse's;
+//!   inconclusive between.
+//! - `TrainGap { higher, lower }` ("at equal validation accuracy the training accuracies differ"):
+//!   reproduced when `higher`'s median training accuracy exceeds `lower`'s third quartile and the
+//!   gap in median training accuracy is larger than the gap in median validation accuracy; not
+//!   reproduced when `higher`'s median training accuracy is not above `lower`'s; inconclusive
+//!   between.
+//! - `BestValue { path, expected }` ("the best value of a hyperparameter differs between
+//!   optimizers"): per study, runs are grouped by the value at `path`; a study prefers the value with
+//!   the highest median when that median is above every other value's third quartile, otherwise it
+//!   has no clear preference. Reproduced when every study clearly prefers the paper's value and not
+//!   all preferences are the same; not reproduced when every study has a clear preference and they
+//!   contradict the paper; inconclusive otherwise.
+//!
+//! Split by concern: [`findings`] (the findings file and the budget), [`judge`] (the verdict
+//! rules), [`page`] (the report pages); this module runs what the findings need.
+
+pub mod findings;
+pub mod judge;
+mod page;
+
+pub use findings::{Budget, Claim, Finding, FindingsFile, Verdict};
+pub use judge::{
+    beats_verdict, best_value_verdict, clear_preference, matches_verdict, train_gap_verdict,
+};
+
+use crate::study::Study;
+use anyhow::{Context, Result, bail};
+use bigbatch_core::config::{load_ron, write_atomic};
+use bigbatch_engine::backend::Backend;
+use judge::sweep_values;
+use std::path::{Path, PathBuf};
+
+pub struct Reproduction {
+    pub file: FindingsFile,
+    /// The findings file's folder (study paths are relative to it).
+    pub here: PathBuf,
+    /// Output folder: the report, and the studies in `studies/`.
+    pub out: PathBuf,
+}
+
+impl Reproduction {
+    pub fn load(findings: &Path, out: &Path) -> Result<Self> {
+        let file: FindingsFile = load_ron(findings)?;
+        let origin = findings.display();
+        if file.findings.is_empty() {
+            bail!("{origin}: findings: expected at least one finding");
+        }
+        for (i, f) in file.findings.iter().enumerate() {
+            if file.findings[..i].iter().any(|g| g.name == f.name) {
+                bail!("{origin}: findings[{i}].name: \"{}\" appears twice", f.name);
+            }
+            if let Claim::BestValue { expected, .. } = &f.claim
+                && expected.is_empty()
+            {
+                bail!(
+                    "{origin}: findings[{i}] ({}): BestValue.expected: expected at least one study",
+                    f.name
+                );
+            }
+        }
+        Ok(Self {
+            file,
+            here: findings.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            out: out.to_path_buf(),
+        })
+    }
+
+    fn selected(&self, only: &[String]) -> Result<Vec<&Finding>> {
+        for name in only {
+            if !self.file.findings.iter().any(|f| &f.name == name) {
+                let names: Vec<&str> = self.file.findings.iter().map(|f| f.name.as_str()).collect();
+                bail!(
+                    "--only {name}: no such finding (there are: {})",
+                    names.join(", ")
+                );
+            }
+        }
+        Ok(self
+            .file
+            .findings
+            .iter()
+            .filter(|f| only.is_empty() || only.contains(&f.name))
+            .collect())
+    }
+
+    fn study_dir(&self, study: &Path) -> PathBuf {
+        self.out
+            .join("studies")
+            .join(study.file_stem().unwrap_or_default())
+    }
+
+    /// Loads a study of the findings file with its directory under `<out>/studies/`.
+    pub fn study(&self, path: &Path) -> Result<Study> {
+        let full = self.here.join(path);
+        Study::load(&full, Some(self.study_dir(&full)))
+    }
+
+    /// Runs what the selected findings need: tuned studies (trials, then reruns), then the
+    /// `BestValue` sweeps (each value over seeds `0 .. seeds`).
+    pub fn run(&self, only: &[String], budget: &Budget, backend: Backend) -> Result<()> {
+        let findings = self.selected(only)?;
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("cannot create {}", self.out.display()))?;
+        write_atomic(
+            &self.budget_path(),
+            serde_json::to_string_pretty(budget)?.as_bytes(),
+        )?;
+        let mut tuned: Vec<(PathBuf, bool)> = Vec::new();
+        let mut add = |path: PathBuf, rerun: bool| match tuned.iter_mut().find(|(p, _)| *p == path)
+        {
+            Some(entry) => entry.1 |= rerun,
+            None => tuned.push((path, rerun)),
+        };
+        let mut sweeps: Vec<(PathBuf, String)> = Vec::new();
+        for f in &findings {
+            for p in f.claim.tuned() {
+                add(p.clone(), true);
+            }
+            if let Claim::BestValue { path, expected } = &f.claim {
+                for (study_path, _) in expected {
+                    // The source of a `best_of` study is tuned first (trials only).
+                    if let Some(source) = self.best_of_source(study_path)? {
+                        add(source, false);
+                    }
+                    sweeps.push((study_path.clone(), path.clone()));
+                }
+            }
+        }
+        for (path, rerun) in &tuned {
+            let study = self.study(path)?;
+            eprintln!(
+                "== {}: {} trials{}",
+                path.display(),
+                budget.trials,
+                if *rerun {
+                    format!(", then the best point over {} seeds", budget.seeds)
+                } else {
+                    String::new()
+                }
+            );
+            study.run(budget.trials, budget.workers, backend)?;
+            if *rerun {
+                study.rerun(budget.seeds, budget.workers, backend)?;
+            }
+        }
+        for (path, key) in &sweeps {
+            let study = self.study(path)?;
+            let values = sweep_values(&study, key)?;
+            let trials = values.len() as u64 * budget.seeds;
+            eprintln!(
+                "== {}: {key} in {} over {} seeds ({trials} runs)",
+                path.display(),
+                values.len(),
+                budget.seeds
+            );
+            study.run(trials, budget.workers, backend)?;
+        }
+        Ok(())
+    }
+
+    fn budget_path(&self) -> PathBuf {
+        self.out.join("budget.json")
+    }
+
+    /// The budget recorded by the last run (the default when none was recorded).
+    pub fn budget(&self) -> Result<Budget> {
+        let path = self.budget_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{}: expected {{\"trials\": N, \"seeds\": K}}",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Budget::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// A `best_of` source study of the finding with no feasible trial yet (its studies cannot
+    /// be composed before it has one).
+    fn waiting_for(&self, f: &Finding) -> Result<Option<String>> {
+        let Claim::BestValue { expected, .. } = &f.claim else {
+            return Ok(None);
+        };
+        for (p, _) in expected {
+            if let Some(source) = self.best_of_source(p)?
+                && self.study(&source)?.best()?.is_none()
+            {
+                return Ok(Some(source.display().to_string()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The study a `best_of` study takes its base from (both relative to the findings file).
+    fn best_of_source(&self, study: &Path) -> Result<Option<PathBuf>> {
+        let file: crate::study::StudyFile = load_ron(&self.here.join(study))?;
+        Ok(file
+            .best_of
+            .map(|source| study.parent().unwrap_or(Path::new("")).join(source)))
+    }
+
+    /// The finding's studies in the order of its claim (`Matches`: candidate, reference; ...;
+    /// `BestValue`: the order of `expected`).
+    fn studies_of(&self, f: &Finding) -> Result<Vec<Study>> {
+        let paths: Vec<&PathBuf> = match &f.claim {
+            Claim::BestValue { expected, .. } => expected.iter().map(|(p, _)| p).collect(),
+            claim => claim.tuned(),
+        };
+        paths.into_iter().map(|p| self.study(p)).collect()
+    }
+}
+
+/// `bigbatch reproduce`: run the selected findings (unless `report_only`), then write the report
+/// of all of them: `--only` limits what runs, not what the report shows.
+pub fn reproduce(
+    findings: &Path,
+    out: &Path,
+    only: &[String],
+    budget: Option<Budget>,
+    backend: Backend,
+) -> Result<()> {
+    let r = Reproduction::load(findings, out)?;
+    r.selected(only)?; // an unknown name is an error, also with --report-only
+    if let Some(budget) = budget {
+        r.run(only, &budget, backend)
+            .with_context(|| format!("reproducing {}", findings.display()))?;
+    }
+    for path in r.report()? {
+        println!("written: {}", path.display());
+    }
+    Ok(())
+}
