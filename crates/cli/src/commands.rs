@@ -428,10 +428,11 @@ where
                 .enumerate()
                 .map(|(i, p)| Study::load(p, dirs.get(i).cloned()))
                 .collect::<Result<Vec<_>>>()?;
-            let (md, written) = report::write(&loaded, &out)?;
+            let (md, charts) = report::write(&loaded, &out)?;
             println!("{md}");
-            for path in written {
-                println!("written: {}", path.display());
+            println!("written: {}/report.md, report.csv", out.display());
+            for c in charts {
+                println!("written: {}", c.display());
             }
             Ok(())
         }

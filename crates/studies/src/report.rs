@@ -312,15 +312,13 @@ pub fn profile_series(entries: &[(String, String, f64)]) -> Vec<Series> {
 }
 
 /// Writes `report.md`, `report.csv` and the charts of `studies` into `out` (`bigbatch report`);
-/// returns the markdown and the files written.
+/// returns the markdown and the charts written.
 pub fn write(studies: &[Study], out: &Path) -> Result<(String, Vec<PathBuf>)> {
     let (md, csv) = tables(studies)?;
-    let (md_path, csv_path) = (out.join("report.md"), out.join("report.csv"));
-    write_atomic(&md_path, md.as_bytes())?;
-    write_atomic(&csv_path, csv.as_bytes())?;
-    let mut written = vec![md_path, csv_path];
-    written.extend(plots(studies, out)?);
-    Ok((md, written))
+    write_atomic(&out.join("report.md"), md.as_bytes())?;
+    write_atomic(&out.join("report.csv"), csv.as_bytes())?;
+    let charts = plots(studies, out)?;
+    Ok((md, charts))
 }
 
 #[cfg(test)]
