@@ -184,6 +184,23 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Deserialises a plugin's config section from its JSON value (RON's `config: ()` arrives as
+/// null: the same as an empty struct, all defaults), naming the failing field after `prefix` in
+/// the error (`model.config.hidden: invalid type ...`).
+pub fn parse_section<T: DeserializeOwned>(value: &Value, prefix: &str) -> Result<T> {
+    let empty = Value::Object(Default::default());
+    let value = if value.is_null() { &empty } else { value };
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path.is_empty() || path == "." {
+            String::new()
+        } else {
+            format!(".{path}")
+        };
+        anyhow!("{prefix}{at}: {}", e.into_inner())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,21 +93,11 @@ pub fn find(name: &str) -> Result<&'static OptimizerPlugin> {
     }
 }
 
-/// Deserialises a plugin's config, naming the failing field in the error.
+/// Deserialises a plugin's config, naming the failing field in the error
+/// (`PREFIX.optimizer.config.FIELD: ...`).
 pub fn parse_config<T: serde::de::DeserializeOwned>(
     value: &serde_json::Value,
     ctx: &GroupContext,
 ) -> Result<T> {
-    // RON's `config: ()` (unit) arrives as null: the same as an empty struct, all defaults.
-    let empty = serde_json::Value::Object(Default::default());
-    let value = if value.is_null() { &empty } else { value };
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let at = if path.is_empty() || path == "." {
-            String::new()
-        } else {
-            format!(".{path}")
-        };
-        anyhow::anyhow!("{}.optimizer.config{at}: {}", ctx.prefix, e.into_inner())
-    })
+    crate::config::parse_section(value, &format!("{}.optimizer.config", ctx.prefix))
 }

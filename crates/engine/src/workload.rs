@@ -66,17 +66,7 @@ impl WorkloadContext<'_> {
         &self,
         config: &serde_json::Value,
     ) -> Result<T> {
-        let empty = serde_json::Value::Object(Default::default());
-        let value = if config.is_null() { &empty } else { config };
-        serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let at = if path.is_empty() || path == "." {
-                String::new()
-            } else {
-                format!(".{path}")
-            };
-            anyhow::anyhow!("{}{at}: {}", self.prefix, e.into_inner())
-        })
+        bigbatch_core::config::parse_section(config, self.prefix)
     }
 }
 
