@@ -154,7 +154,8 @@ enum Command {
         /// Feasible quasi-random trials per tuned study.
         #[arg(long, default_value_t = 10)]
         trials: u64,
-        /// Seeds per rerun of a best point (and per value of a swept hyperparameter).
+        /// Fresh seeds per rerun of a best point (seeds from 1000 up that no trial used; more
+        /// than before adds seeds), and runs per value of a swept hyperparameter.
         #[arg(long, default_value_t = 5)]
         seeds: u64,
         /// Trials or seeds run at the same time (threads).
@@ -254,7 +255,9 @@ enum StudyCommand {
         #[command(flatten)]
         args: StudyArgs,
     },
-    /// Rerun the best trial's point over seeds 0 .. K-1.
+    /// Rerun the best trial's point until it has K fresh seeds (from 1000 up, never a seed the
+    /// search used; `--seeds 10` after `--seeds 5` adds five). Reruns of an earlier best point
+    /// are moved aside to superseded-reruns/.
     Rerun {
         #[command(flatten)]
         args: StudyArgs,

@@ -33,6 +33,14 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
+/// A named line with a band around it: `(x, y, low, high)` points (e.g. the expected best of k
+/// trials with one standard deviation either side).
+#[derive(Clone, Debug)]
+pub struct Band {
+    pub label: String,
+    pub points: Vec<(f64, f64, f64, f64)>,
+}
+
 /// A named set of values (e.g. final accuracy over seeds).
 #[derive(Clone, Debug)]
 pub struct BoxGroup {
@@ -164,6 +172,77 @@ pub fn line_chart(
         stem,
         |root| draw_lines(root, title, x_label, y_label, series),
         |root| draw_lines(root, title, x_label, y_label, series),
+    )
+}
+
+fn draw_bands<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    bands: &[Band],
+) -> Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let (x0, x1) = bounds(bands.iter().flat_map(|b| b.points.iter().map(|p| p.0)))?;
+    let (y0, y1) = bounds(
+        bands
+            .iter()
+            .flat_map(|b| b.points.iter().flat_map(|p| [p.1, p.2, p.3])),
+    )?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    for (i, b) in bands.iter().enumerate() {
+        let c = color(i);
+        let outline: Vec<(f64, f64)> = b
+            .points
+            .iter()
+            .map(|p| (p.0, p.3))
+            .chain(b.points.iter().rev().map(|p| (p.0, p.2)))
+            .collect();
+        chart
+            .draw_series([Polygon::new(outline, c.mix(0.15).filled())])
+            .map_err(err)?;
+        chart
+            .draw_series(LineSeries::new(
+                b.points.iter().map(|p| (p.0, p.1)),
+                c.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(b.label.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    draw_legend(&mut chart)?;
+    root.present().map_err(err)
+}
+
+/// Lines with shaded bands (e.g. tuning-budget curves: the expected best of k trials, Dodge et
+/// al. 2019). Writes `stem.svg` and `stem.png`; returns their paths.
+pub fn band_chart(
+    stem: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    bands: &[Band],
+) -> Result<Vec<PathBuf>> {
+    if bands.iter().all(|b| b.points.is_empty()) {
+        bail!("{}: no points to plot", stem.display());
+    }
+    both(
+        stem,
+        |root| draw_bands(root, title, x_label, y_label, bands),
+        |root| draw_bands(root, title, x_label, y_label, bands),
     )
 }
 
@@ -335,17 +414,33 @@ mod tests {
             Some(0.759),
         )
         .unwrap();
-        for p in lines.iter().chain(&boxes) {
+        let bands = band_chart(
+            &dir.join("budget"),
+            "Tuning budget",
+            "trials",
+            "expected best",
+            &[Band {
+                label: "lamb".into(),
+                points: vec![(1.0, 0.5, 0.4, 0.6), (2.0, 0.6, 0.55, 0.65)],
+            }],
+        )
+        .unwrap();
+        for p in lines.iter().chain(&boxes).chain(&bands) {
             let bytes = std::fs::read(p).unwrap();
             if p.extension().unwrap() == "png" {
                 assert_eq!(&bytes[1..4], b"PNG");
             } else {
                 let text = String::from_utf8(bytes).unwrap();
                 assert!(text.starts_with("<svg"));
-                assert!(text.contains("nesterov") || text.contains("Learning rate"));
+                assert!(
+                    ["nesterov", "Learning rate", "Tuning budget"]
+                        .iter()
+                        .any(|t| text.contains(t))
+                );
             }
         }
         assert!(line_chart(&dir.join("empty"), "t", "x", "y", &[]).is_err());
+        assert!(band_chart(&dir.join("empty"), "t", "x", "y", &[]).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -6,9 +6,14 @@
 //! ```text
 //! DIR/trials/00007/        run directory of trial 7 (config.ron, metrics.jsonl, summary.json)
 //! DIR/trials/00007.json    its result: point, status, metric (present = trial done)
-//! DIR/reruns/seed-003/     the best point rerun with train.seed = 3
-//! DIR/reruns/seed-003.json
+//! DIR/reruns/seed-1000/    the best point rerun with train.seed = 1000 (a fresh seed)
+//! DIR/reruns/seed-1000.json   its result: the trial it reran (index and point), seed, metric
+//! DIR/superseded-reruns/trial-00003/   reruns of an earlier best point, moved aside
 //! ```
+//!
+//! Reruns use fresh seeds, [`FRESH_SEEDS`] upward, never one a trial of the search used: the
+//! selected trial is not a rerun of itself. Statistics count only the fresh reruns of the current
+//! best point ([`Study::fresh_reruns`]).
 //!
 //! A run directory without its `.json` is a trial that was running or was killed; the next
 //! `study run` / `study trial` continues it from its newest checkpoint (bit-identically to an
@@ -22,9 +27,13 @@ use bigbatch_engine::run_config::RunConfig;
 use bigbatch_engine::train::{self, RunOptions, RunSummary, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+/// The first seed of the reruns; seeds below it belong to the search (each trial keeps its base
+/// config's `train.seed`).
+pub const FRESH_SEEDS: u64 = 1000;
 
 /// What a study selects on.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +84,7 @@ pub struct StudyFile {
     /// e.g. `resnet`).
     #[serde(default)]
     pub workload: Option<String>,
-    /// The submission for performance profiles (default: the default group's optimizer name).
+    /// The submission for performance profiles (default: the study file's name).
     #[serde(default)]
     pub submission: Option<String>,
 }
@@ -86,11 +95,15 @@ pub struct Study {
     pub file: StudyFile,
     pub base: RunConfig,
     pub dir: PathBuf,
+    /// For a `best_of` study: the seeds the source study's trials ran with (its runs with those
+    /// seeds repeat a tuning run, so they are not fresh).
+    source_seeds: BTreeSet<u64>,
 }
 
 /// The result file of one trial or rerun.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct TrialResult {
+    /// The trial's index; for a rerun, the index of the trial it reran.
     pub index: u64,
     /// The searched values (path -> value).
     pub point: BTreeMap<String, Value>,
@@ -122,14 +135,16 @@ impl Study {
         let here = path.parent().unwrap_or(Path::new("."));
         let dir = dir
             .unwrap_or_else(|| PathBuf::from("studies").join(path.file_stem().unwrap_or_default()));
-        let base = match (&file.best_of, file.base.is_empty()) {
+        let (base, source_seeds) = match (&file.best_of, file.base.is_empty()) {
             (None, true) => bail!("{origin}: base: expected at least one run-config file"),
             (Some(_), false) => bail!(
                 "{origin}: base and best_of: expected one of them (best_of takes its base from the other study's best trial)"
             ),
             (None, false) => {
                 let base_files: Vec<PathBuf> = file.base.iter().map(|f| here.join(f)).collect();
-                RunConfig::compose(&base_files, &[]).with_context(|| format!("{origin}: base"))?
+                let base = RunConfig::compose(&base_files, &[])
+                    .with_context(|| format!("{origin}: base"))?;
+                (base, BTreeSet::new())
             }
             (Some(other), true) => best_config_of(&here.join(other), &dir)
                 .with_context(|| format!("{origin}: best_of"))?,
@@ -139,6 +154,7 @@ impl Study {
             file,
             base,
             dir,
+            source_seeds,
         };
         study
             .trial_config(0)
@@ -191,7 +207,13 @@ impl Study {
         ));
         std::fs::create_dir_all(&aside)
             .with_context(|| format!("cannot create {}", aside.display()))?;
-        for name in ["trials", "reruns", "study.ron", "fingerprint.txt"] {
+        for name in [
+            "trials",
+            "reruns",
+            "superseded-reruns",
+            "study.ron",
+            "fingerprint.txt",
+        ] {
             let from = self.dir.join(name);
             if from.exists() {
                 std::fs::rename(&from, aside.join(name))
@@ -247,6 +269,38 @@ impl Study {
         Ok(read_results(&self.dir.join("reruns"))?
             .into_values()
             .map(|r| (r.seed, r))
+            .collect())
+    }
+
+    /// The seeds the search used: every finished trial's, the base config's, and for a `best_of`
+    /// study the source study's trials'. A run with one of them may repeat a tuning run.
+    pub fn searched_seeds(&self) -> Result<BTreeSet<u64>> {
+        let mut seeds = if self.file.best_of.is_some() {
+            self.source_seeds.clone()
+        } else {
+            let mut own: BTreeSet<u64> = self.trials()?.values().map(|r| r.seed).collect();
+            own.insert(self.base.train.seed);
+            own
+        };
+        if self.file.best_of.is_some() && seeds.is_empty() {
+            seeds.insert(self.base.train.seed);
+        }
+        Ok(seeds)
+    }
+
+    /// The reruns that count: those of the current best trial (same index and point) with a
+    /// seed the search never used, by seed.
+    pub fn fresh_reruns(&self) -> Result<BTreeMap<u64, TrialResult>> {
+        let Some(best) = self.best()? else {
+            return Ok(BTreeMap::new());
+        };
+        let searched = self.searched_seeds()?;
+        Ok(self
+            .reruns()?
+            .into_iter()
+            .filter(|(seed, r)| {
+                r.index == best.index && r.point == best.point && !searched.contains(seed)
+            })
             .collect())
     }
 
@@ -400,12 +454,16 @@ impl Study {
         })
     }
 
-    /// The submission name used by performance profiles.
+    /// The submission name used by performance profiles: the study file's `submission`, else
+    /// the file's name (two studies of one optimizer are two submissions).
     pub fn submission(&self) -> String {
-        self.file
-            .submission
-            .clone()
-            .unwrap_or_else(|| self.base.optimizer.default.optimizer.name.clone())
+        self.file.submission.clone().unwrap_or_else(|| {
+            self.path
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
     }
 
     /// The best finished feasible trial by the study metric (ties: the lower index).
@@ -420,9 +478,17 @@ impl Study {
             }))
     }
 
-    /// Reruns the best trial's point with `train.seed` = 0, 1, ..., `seeds - 1`, on `workers`
-    /// threads (finished seeds are kept, killed ones continue). Results by seed.
-    pub fn rerun(&self, seeds: u64, workers: usize, backend: Backend) -> Result<Vec<TrialResult>> {
+    /// Reruns the best trial's point until it has `seeds` fresh reruns ([`Study::fresh_reruns`];
+    /// new ones take the lowest unused seeds from [`FRESH_SEEDS`] up, so `--seeds 10` after
+    /// `--seeds 5` adds five), on `workers` threads (killed ones continue). Reruns of an earlier
+    /// best point are first moved aside to `superseded-reruns/trial-<index>/` (said on stderr), so
+    /// they are never mixed with the new point's. Returns the fresh reruns by seed.
+    pub fn rerun(
+        &self,
+        seeds: u64,
+        workers: usize,
+        backend: Backend,
+    ) -> Result<BTreeMap<u64, TrialResult>> {
         let Some(best) = self.best()? else {
             bail!(
                 "{}: no feasible trial finished yet; run `bigbatch study run` first",
@@ -431,21 +497,27 @@ impl Study {
         };
         self.record_fingerprint()?;
         let (config, point) = self.trial_config(best.index)?;
-        let next = Mutex::new(0u64);
+        self.move_stale_reruns(&best, &config)?;
+        let searched = self.searched_seeds()?;
+        let existing = self.fresh_reruns()?;
+        let mut todo: Vec<u64> = existing.keys().copied().collect();
+        let mut candidate = FRESH_SEEDS;
+        while (todo.len() as u64) < seeds {
+            if !searched.contains(&candidate) && !existing.contains_key(&candidate) {
+                todo.push(candidate);
+            }
+            candidate += 1;
+        }
+        let next = Mutex::new(todo.into_iter());
         let results = Mutex::new(BTreeMap::new());
         std::thread::scope(|scope| {
             for _ in 0..workers.max(1) {
                 scope.spawn(|| {
                     loop {
-                        let seed = {
-                            let mut n = next.lock().unwrap_or_else(|e| e.into_inner());
-                            let seed = *n;
-                            *n += 1;
-                            seed
-                        };
-                        if seed >= seeds {
+                        let Some(seed) = next.lock().unwrap_or_else(|e| e.into_inner()).next()
+                        else {
                             return;
-                        }
+                        };
                         let mut config = config.clone();
                         config.train.seed = seed;
                         let dir = self.rerun_dir(seed);
@@ -464,8 +536,87 @@ impl Study {
         results
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
-            .into_values()
+            .into_iter()
+            .map(|(seed, r)| r.map(|r| (seed, r)))
             .collect()
+    }
+
+    /// Moves reruns of another point than `best` aside: finished ones by the trial their result
+    /// names, unfinished ones (a run directory without a result) when their `config.ron` is not
+    /// `config` with their seed.
+    fn move_stale_reruns(&self, best: &TrialResult, config: &RunConfig) -> Result<()> {
+        let reruns = self.dir.join("reruns");
+        let Ok(entries) = std::fs::read_dir(&reruns) else {
+            return Ok(());
+        };
+        let mut moved = BTreeMap::<String, Vec<String>>::new();
+        for entry in entries {
+            let path = entry?.path();
+            if !path.is_dir() {
+                continue;
+            }
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let result = read_result(&Self::result_path(&path))?;
+            let stale_trial = match &result {
+                Some(r) if r.index != best.index || r.point != best.point => {
+                    Some(format!("trial-{:05}", r.index))
+                }
+                Some(_) => None,
+                None => {
+                    let ours = |seed: u64| {
+                        let mut c = config.clone();
+                        c.train.seed = seed;
+                        serde_json::to_value(&c).ok()
+                    };
+                    let theirs: Option<RunConfig> = load_ron(&path.join("config.ron")).ok();
+                    match theirs {
+                        Some(t) if serde_json::to_value(&t).ok() == ours(t.train.seed) => None,
+                        Some(_) => Some("unfinished".to_string()),
+                        None => None,
+                    }
+                }
+            };
+            if let Some(mut folder) = stale_trial {
+                // A point that was best twice: its second set goes beside the first.
+                let base = folder.clone();
+                let mut n = 1;
+                while self
+                    .dir
+                    .join("superseded-reruns")
+                    .join(&folder)
+                    .join(&name)
+                    .exists()
+                {
+                    n += 1;
+                    folder = format!("{base}-{n}");
+                }
+                let aside = self.dir.join("superseded-reruns").join(&folder);
+                std::fs::create_dir_all(&aside)
+                    .with_context(|| format!("cannot create {}", aside.display()))?;
+                let json = Self::result_path(&path);
+                if json.exists() {
+                    std::fs::rename(&json, aside.join(format!("{name}.json")))
+                        .with_context(|| format!("cannot move {} aside", json.display()))?;
+                }
+                std::fs::rename(&path, aside.join(&name))
+                    .with_context(|| format!("cannot move {} aside", path.display()))?;
+                moved.entry(folder).or_default().push(name);
+            }
+        }
+        for (folder, names) in moved {
+            eprintln!(
+                "the best point is now trial {}: moved {} reruns of an earlier point ({}) to {}",
+                best.index,
+                names.len(),
+                names.join(", "),
+                self.dir.join("superseded-reruns").join(folder).display()
+            );
+        }
+        Ok(())
     }
 }
 
@@ -510,8 +661,8 @@ impl Study {
 }
 
 /// The config of the best trial of the study file `path`, whose directory lies beside `dir`
-/// (`<parent of dir>/<file name of path>`).
-fn best_config_of(path: &Path, dir: &Path) -> Result<RunConfig> {
+/// (`<parent of dir>/<file name of path>`), and the seeds its search used.
+fn best_config_of(path: &Path, dir: &Path) -> Result<(RunConfig, BTreeSet<u64>)> {
     let other_dir = dir
         .parent()
         .unwrap_or(Path::new("."))
@@ -525,7 +676,7 @@ fn best_config_of(path: &Path, dir: &Path) -> Result<RunConfig> {
             other_dir.display()
         );
     };
-    Ok(other.trial_config(best.index)?.0)
+    Ok((other.trial_config(best.index)?.0, other.searched_seeds()?))
 }
 
 fn read_result(path: &Path) -> Result<Option<TrialResult>> {
@@ -578,18 +729,66 @@ pub fn describe_result(r: &TrialResult) -> String {
     }
 }
 
-/// Statistics of a rerun set (Table 2/3/5 of the paper).
+/// Statistics of a rerun set (Table 2/3/5 of the paper), over the fresh reruns of the best
+/// point.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RerunStats {
+    /// Fresh seeds behind the numbers.
     pub seeds: usize,
     pub diverged: usize,
+    /// Reruns left out: their seed was used by the search (the selected trial itself).
+    pub searched_seeds_left_out: usize,
     pub val_accuracy: Option<Spread>,
     pub train_accuracy: Option<Spread>,
-    /// Fraction of seeds whose final validation accuracy reaches the study target.
+    /// Fraction of seeds whose final value of the study metric reaches the study target.
     pub fraction_reaching_target: Option<f64>,
-    /// Median over seeds of the first evaluated step whose validation accuracy reaches the target
-    /// (seeds that never reach it are left out; `None` if none does).
-    pub median_steps_to_target: Option<f64>,
+    /// Steps to the target (with a target).
+    pub steps_to_target: Option<StepsToTarget>,
+}
+
+/// How fast the seeds reach the target validation accuracy.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct StepsToTarget {
+    /// The median over seeds of the first evaluated step whose validation accuracy reaches the
+    /// target, a seed that never does counting as infinitely many steps; `None` ("never") when
+    /// the median seed does not reach it.
+    pub median: Option<f64>,
+    /// Seeds that reached it.
+    pub reached: usize,
+    /// Seeds run.
+    pub seeds: usize,
+}
+
+impl StepsToTarget {
+    /// `120 (4 of 5 seeds)` or `never (2 of 5 seeds)`.
+    pub fn cell(&self) -> String {
+        format!(
+            "{} ({} of {} seeds)",
+            self.median.map_or("never".into(), |m| format!("{m:.0}")),
+            self.reached,
+            self.seeds
+        )
+    }
+}
+
+/// The median of step counts where `None` is infinitely many (numpy's rule: the mean of the two
+/// middle values of an even count, infinite when either is).
+pub fn median_steps(steps: &[Option<u64>]) -> Option<f64> {
+    if steps.is_empty() {
+        return None;
+    }
+    let mut v: Vec<f64> = steps
+        .iter()
+        .map(|s| s.map_or(f64::INFINITY, |s| s as f64))
+        .collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let m = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    m.is_finite().then_some(m)
 }
 
 /// Validation accuracy at every evaluation step of a run directory's `metrics.jsonl`.
@@ -618,8 +817,17 @@ pub fn steps_to_target(run_dir: &Path, target: f64) -> Result<Option<u64>> {
 
 impl Study {
     pub fn rerun_stats(&self) -> Result<RerunStats> {
-        let reruns = self.reruns()?;
-        let completed: Vec<&TrialResult> = reruns.values().filter(|r| r.feasible()).collect();
+        let best = self.best()?;
+        let fresh = self.fresh_reruns()?;
+        let of_best = self
+            .reruns()?
+            .values()
+            .filter(|r| {
+                best.as_ref()
+                    .is_some_and(|b| b.index == r.index && b.point == r.point)
+            })
+            .count();
+        let completed: Vec<&TrialResult> = fresh.values().filter(|r| r.feasible()).collect();
         let val: Vec<f64> = completed
             .iter()
             .filter_map(|r| r.summary.final_val_accuracy)
@@ -629,31 +837,57 @@ impl Study {
             .filter_map(|r| r.summary.final_train_accuracy)
             .collect();
         let (fraction, steps) = match self.file.target {
-            Some(t) if !reruns.is_empty() => {
+            Some(t) if !fresh.is_empty() => {
                 let reached = completed
                     .iter()
                     .filter(|r| self.file.metric.of(&r.summary).is_some_and(|m| m >= t))
                     .count();
                 let mut steps = Vec::new();
-                for r in &completed {
-                    if let Some(s) = steps_to_target(&self.rerun_dir(r.seed), t)? {
-                        steps.push(s as f64);
-                    }
+                for r in fresh.values() {
+                    steps.push(if r.feasible() {
+                        steps_to_target(&self.rerun_dir(r.seed), t)?
+                    } else {
+                        None
+                    });
                 }
                 (
-                    Some(reached as f64 / reruns.len() as f64),
-                    spread(&steps)?.map(|s| s.median),
+                    Some(reached as f64 / fresh.len() as f64),
+                    Some(StepsToTarget {
+                        median: median_steps(&steps),
+                        reached: steps.iter().filter(|s| s.is_some()).count(),
+                        seeds: steps.len(),
+                    }),
                 )
             }
             _ => (None, None),
         };
         Ok(RerunStats {
-            seeds: reruns.len(),
-            diverged: reruns.len() - completed.len(),
+            seeds: fresh.len(),
+            diverged: fresh.len() - completed.len(),
+            searched_seeds_left_out: of_best - fresh.len(),
             val_accuracy: spread(&val)?,
             train_accuracy: spread(&train)?,
             fraction_reaching_target: fraction,
-            median_steps_to_target: steps,
+            steps_to_target: steps,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Seeds reaching at 20, 30 and 40 steps and two that never do: sorted 20, 30, 40, inf,
+    /// inf, the median seed reaches at 40. With four: 20, 30, inf, inf: the middle two are 30
+    /// and inf, so never.
+    #[test]
+    fn median_steps_count_seeds_that_never_reach_the_target() {
+        assert_eq!(
+            median_steps(&[Some(30), None, Some(20), None, Some(40)]),
+            Some(40.0)
+        );
+        assert_eq!(median_steps(&[Some(30), None, Some(20), None]), None);
+        assert_eq!(median_steps(&[Some(30), Some(20)]), Some(25.0));
+        assert_eq!(median_steps(&[]), None);
     }
 }

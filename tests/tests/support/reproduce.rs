@@ -74,12 +74,14 @@ fn setup(dir: &Path) -> PathBuf {
             title: "Nesterov matches LARS",
             paper: "Table 3",
             claim: Matches(candidate: "nesterov.ron", reference: "lars.ron"),
+            delta: 0.01,
         ),
         (
             name: "warmup",
             title: "Nesterov prefers p_warmup 2",
             paper: "Table 2",
             claim: BestValue(path: "schedule.p_warmup", expected: [("nesterov-warmup.ron", 2.0)]),
+            delta: 0.01,
         ),
     ],
 )"#,
@@ -122,7 +124,7 @@ fn reproduce_runs_resumes_and_reports() {
     };
     run(&["--trials", "2", "--seeds", "2", "--workers", "2"]).unwrap();
 
-    // The tuned pair: 2 trials each, then the best point over seeds 0 and 1.
+    // The tuned pair: 2 trials each, then the best point over fresh seeds 1000 and 1001.
     for name in ["nesterov", "lars"] {
         let study = Study::load(
             &dir.join(format!("{name}.ron")),
@@ -141,8 +143,8 @@ fn reproduce_runs_resumes_and_reports() {
         let reruns = study.reruns().unwrap();
         assert_eq!(
             reruns.keys().copied().collect::<Vec<_>>(),
-            vec![0, 1],
-            "{name}"
+            vec![1000, 1001],
+            "fresh seeds: {name}"
         );
     }
     // The sweep: p_warmup 1 and 2 for seeds 0 and 1, on the best point of the Nesterov study.
@@ -195,8 +197,57 @@ fn reproduce_runs_resumes_and_reports() {
     assert!(out.join("pair/report.md").is_file());
     assert!(out.join("pair/accuracy_over_seeds.png").is_file());
     assert!(out.join("warmup/by_value.png").is_file());
+    // Tidy and without duplicates: one row per study and metric (the sweep study has no reruns,
+    // its runs are in the finding's table).
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 1 + 2 + 1, "{csv}");
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    let keys: std::collections::BTreeSet<(&str, &str)> = rows
+        .iter()
+        .map(|l| {
+            let cells: Vec<&str> = l.split(',').collect();
+            (cells[0], cells[8])
+        })
+        .collect();
+    assert_eq!(keys.len(), rows.len(), "{csv}");
+    assert!(
+        keys.contains(&("nesterov", "val_accuracy")) && keys.contains(&("lars", "val_accuracy"))
+    );
+    // Every verdict shows its intervals, the probability of improvement, fresh seeds, margin.
+    for needle in [
+        "difference of means, seed and tuning noise",
+        "probability that a seed of nesterov beats a seed of lars",
+        "2 and 2 fresh seeds",
+        "margin delta 1.00 points",
+        "tuning_budget.png",
+    ] {
+        assert!(readme.contains(needle), "{needle}:\n{readme}");
+    }
+
+    // `bigbatch report` on the two studies, without the findings file: the same comparison.
+    let report = dir.join("report");
+    cli(&[
+        "report",
+        dir.join("nesterov.ron").to_str().unwrap(),
+        dir.join("lars.ron").to_str().unwrap(),
+        "--dir",
+        out.join("studies/nesterov").to_str().unwrap(),
+        "--dir",
+        out.join("studies/lars").to_str().unwrap(),
+        "--out",
+        report.to_str().unwrap(),
+    ])
+    .unwrap();
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    for needle in [
+        "## Comparisons over fresh seeds",
+        "resamples per interval, ChaCha8 seed",
+        "| difference of means, seed and tuning noise (points) |",
+        "| probability that a seed of nesterov beats a seed of lars |",
+        "| fresh seeds | 2 and 2 | |",
+    ] {
+        assert!(md.contains(needle), "{needle}:\n{md}");
+    }
+    assert!(report.join("tuning_budget.png").is_file());
 
     // Run again: nothing new runs, every result file is unchanged.
     let before = results(&out);
@@ -217,23 +268,45 @@ fn reproduce_runs_resumes_and_reports() {
         .to_string();
     assert!(e.contains("nope") && e.contains("pair, warmup"), "{e}");
 
-    // A finding is judged only when its studies have the whole recorded budget: with 3 seeds
-    // recorded and 2 run, both findings are pending.
+    // A finding is judged only when its studies have the whole budget recorded for it
+    // (budget.json, per finding).
+    let budget = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+    let two = serde_json::json!({"trials": 2, "seeds": 2});
     assert_eq!(
-        serde_json::from_str::<serde_json::Value>(
-            &std::fs::read_to_string(out.join("budget.json")).unwrap()
-        )
-        .unwrap(),
-        serde_json::json!({"trials": 2, "seeds": 2})
+        budget(&std::fs::read_to_string(out.join("budget.json")).unwrap()),
+        serde_json::json!({"pair": two, "warmup": two})
     );
+    let pending = || {
+        let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+        readme
+            .lines()
+            .filter(|l| l.starts_with("| [") && l.contains("**pending"))
+            .map(|l| {
+                l.split(']')
+                    .next()
+                    .unwrap()
+                    .trim_start_matches("| [")
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    // An older single budget applies to every finding: with 3 seeds recorded and 2 run, both
+    // findings are pending.
     std::fs::write(out.join("budget.json"), r#"{"trials": 2, "seeds": 3}"#).unwrap();
     run(&["--report-only"]).unwrap();
-    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
-    let pending = readme
-        .lines()
-        .filter(|l| l.starts_with("| [") && l.contains("**pending"))
-        .count();
-    assert_eq!(pending, 2, "{readme}");
+    assert_eq!(pending().len(), 2);
+    // Running one finding records its budget only: the other keeps its own.
+    std::fs::write(
+        out.join("budget.json"),
+        r#"{"pair": {"trials": 2, "seeds": 3}, "warmup": {"trials": 2, "seeds": 3}}"#,
+    )
+    .unwrap();
+    run(&["--only", "warmup", "--trials", "2", "--seeds", "2"]).unwrap();
+    assert_eq!(
+        budget(&std::fs::read_to_string(out.join("budget.json")).unwrap()),
+        serde_json::json!({"pair": {"trials": 2, "seeds": 3}, "warmup": two})
+    );
+    assert_eq!(pending(), ["Nesterov matches LARS"]);
 }
 
 #[test]
@@ -299,4 +372,70 @@ fn shipped_findings_name_existing_studies() {
             }
         }
     }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let p = entry.unwrap().path();
+        let target = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &target);
+        } else {
+            std::fs::copy(&p, &target).unwrap();
+        }
+    }
+}
+
+/// The published reproduction is what the committed result files give: its report written
+/// again from them equals docs/reproduction/README.md, and the README's Results rows are its
+/// summary rows.
+#[test]
+fn published_reproduction_is_current() {
+    let published = root().join("docs/reproduction");
+    let out = scratch("published-reproduction");
+    copy_dir(&published.join("studies"), &out.join("studies"));
+    std::fs::copy(published.join("budget.json"), out.join("budget.json")).unwrap();
+    cli(&[
+        "reproduce",
+        "--findings",
+        root()
+            .join("configs/studies/reproduction/findings.ron")
+            .to_str()
+            .unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--report-only",
+    ])
+    .unwrap();
+    let again = std::fs::read_to_string(out.join("README.md")).unwrap();
+    // Paths in the page are relative to it, so the two are the same text.
+    assert_eq!(
+        again,
+        std::fs::read_to_string(published.join("README.md")).unwrap(),
+        "docs/reproduction is stale: run `cargo xtask reproduce --report-only`"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("results.csv")).unwrap(),
+        std::fs::read_to_string(published.join("results.csv")).unwrap()
+    );
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut rows = 0;
+    for line in again.lines().filter(|l| l.starts_with("| [")) {
+        // | [title](#anchor) | paper | **verdict** | numbers |
+        let title = &line[3..line.find("](").unwrap()];
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let (paper, verdict, numbers) = (
+            cells[1],
+            cells[2].trim_matches('*'),
+            cells[3].trim_end_matches(" |"),
+        );
+        let expected = format!("| {title} ({paper}) | {verdict} | {numbers} |");
+        assert!(
+            readme.lines().any(|l| l == expected),
+            "README.md's Results lacks the row\n{expected}"
+        );
+        rows += 1;
+    }
+    assert_eq!(rows, 5);
 }

@@ -112,6 +112,10 @@ fn study_runs_resumes_reruns_and_reports() {
     let val = stats.val_accuracy.clone().unwrap();
     assert!(val.min <= val.q1 && val.q1 <= val.median && val.median <= val.q3 && val.q3 <= val.max);
     assert!(stats.fraction_reaching_target.is_some());
+    let steps = stats.steps_to_target.clone().unwrap();
+    assert_eq!(steps.seeds, 3);
+    assert_eq!(steps.median.is_none(), steps.reached < 2, "{steps:?}");
+    reruns_use_fresh_seeds_and_follow_the_best_point(&study, s, d);
 
     let slurm = dir.join("slurm.sh");
     cli(&[
@@ -164,11 +168,121 @@ fn study_runs_resumes_reruns_and_reports() {
             );
         }
     }
+    // Tidy: one row per study and metric, every row the header's width.
     let csv = std::fs::read_to_string(report_dir.join("report.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 2, "{csv}");
-    assert!(
-        csv.lines().nth(1).unwrap().starts_with("tiny,lamb,3,16,"),
+    let header = csv.lines().next().unwrap();
+    assert_eq!(header, bigbatch_studies::report::CSV_HEADER);
+    let metrics: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            assert_eq!(l.split(',').count(), header.split(',').count(), "{l}");
+            assert!(l.starts_with("tiny,lamb,3,16,"), "{csv}");
+            l.split(',').nth(8).unwrap()
+        })
+        .collect();
+    assert_eq!(
+        metrics,
+        [
+            "val_accuracy",
+            "train_accuracy",
+            "fraction_reaching_target",
+            "steps_to_target"
+        ],
         "{csv}"
+    );
+    assert!(
+        report_dir.join("tuning_budget.png").is_file()
+            && report_dir.join("train_accuracy_over_seeds.png").is_file()
+            && report_dir.join("schedules_normalised.png").is_file()
+    );
+}
+
+/// Reruns take seeds from 1000 up (none a trial used), record the trial they reran, add seeds
+/// when asked for more, and are never mixed with the reruns of a new best point.
+fn reruns_use_fresh_seeds_and_follow_the_best_point(study: &Study, s: &str, d: &str) {
+    let best = study.best().unwrap().unwrap();
+    let fresh = study.fresh_reruns().unwrap();
+    assert_eq!(
+        fresh.keys().copied().collect::<Vec<_>>(),
+        [1000, 1001, 1002]
+    );
+    for r in fresh.values() {
+        assert_eq!((r.index, &r.point), (best.index, &best.point));
+    }
+    let first = study.rerun_dir(1000).with_extension("json");
+    let written = std::fs::metadata(&first).unwrap().modified().unwrap();
+    cli(&["study", "rerun", s, "--dir", d, "--seeds", "5"]).unwrap();
+    let fresh = study.fresh_reruns().unwrap();
+    assert_eq!(
+        fresh.keys().copied().collect::<Vec<_>>(),
+        [1000, 1001, 1002, 1003, 1004]
+    );
+    assert_eq!(
+        std::fs::metadata(&first).unwrap().modified().unwrap(),
+        written,
+        "--seeds 5 after --seeds 3 adds two seeds and keeps the three"
+    );
+
+    // The best point changes (as more trials or a resumed search would do it): another feasible
+    // trial now has the highest metric.
+    let other = study
+        .trials()
+        .unwrap()
+        .into_values()
+        .find(|r| r.feasible() && r.index != best.index)
+        .unwrap();
+    let path = study.dir.join(format!("trials/{:05}.json", other.index));
+    let mut edited = other.clone();
+    edited.metric = Some(0.99);
+    std::fs::write(&path, serde_json::to_string_pretty(&edited).unwrap()).unwrap();
+    assert_eq!(study.best().unwrap().unwrap().index, other.index);
+    // Before any rerun of the new point nothing counts: the old reruns are not its seeds.
+    assert!(study.fresh_reruns().unwrap().is_empty());
+    assert_eq!(study.rerun_stats().unwrap().seeds, 0);
+    cli(&["study", "rerun", s, "--dir", d, "--seeds", "2"]).unwrap();
+    let fresh = study.fresh_reruns().unwrap();
+    assert_eq!(fresh.keys().copied().collect::<Vec<_>>(), [1000, 1001]);
+    for r in fresh.values() {
+        assert_eq!((r.index, &r.point), (other.index, &other.point));
+    }
+    assert_eq!(
+        study.reruns().unwrap().len(),
+        2,
+        "only the new point's reruns remain"
+    );
+    let aside = study
+        .dir
+        .join(format!("superseded-reruns/trial-{:05}", best.index));
+    for seed in 1000..1005 {
+        let old: TrialResult = serde_json::from_str(
+            &std::fs::read_to_string(aside.join(format!("seed-{seed}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(old.index, best.index);
+        assert!(aside.join(format!("seed-{seed}")).is_dir());
+    }
+    // Back to the original results: the first point's reruns are run again (deterministic) and
+    // the second point's go aside beside the first's.
+    std::fs::write(&path, serde_json::to_string_pretty(&other).unwrap()).unwrap();
+    cli(&["study", "rerun", s, "--dir", d, "--seeds", "3"]).unwrap();
+    let again = study.fresh_reruns().unwrap();
+    assert_eq!(again.len(), 3);
+    for (seed, r) in &again {
+        let old: TrialResult = serde_json::from_str(
+            &std::fs::read_to_string(aside.join(format!("seed-{seed}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(r.metric, old.metric, "seed {seed}");
+    }
+    assert!(
+        study
+            .dir
+            .join(format!(
+                "superseded-reruns/trial-{:05}/seed-1000.json",
+                other.index
+            ))
+            .is_file()
     );
 }
 

@@ -1,9 +1,12 @@
 //! The findings file (`configs/studies/reproduction/findings.ron`): findings as claims over study
 //! files, and the budget a reproduction runs them with.
 
+use crate::stats::Bootstrap;
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::PathBuf;
+
+pub use crate::rules::Verdict;
 
 /// The findings file.
 #[derive(Deserialize, Debug)]
@@ -11,6 +14,9 @@ use std::path::PathBuf;
 pub struct FindingsFile {
     /// Shown at the top of the report: the scale and why it was chosen.
     pub preamble: String,
+    /// The bootstrap of every interval (default: 10,000 resamples, seed 2021, 95%).
+    #[serde(default)]
+    pub bootstrap: Bootstrap,
     pub findings: Vec<Finding>,
 }
 
@@ -24,6 +30,13 @@ pub struct Finding {
     /// Where the paper shows it.
     pub paper: String,
     pub claim: Claim,
+    /// The equivalence margin of the verdict, in units of the study metric (0.01 = one point of
+    /// accuracy): *matches* allows the candidate to fall this far below the reference, a
+    /// training gap needs validation accuracies within it. Fixed before the runs it judges.
+    pub delta: f64,
+    /// When and how `delta` was set (printed beside the verdict).
+    #[serde(default)]
+    pub delta_note: String,
     /// The choices made for this finding and why.
     #[serde(default)]
     pub notes: String,
@@ -64,33 +77,14 @@ impl Claim {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Reproduced,
-    NotReproduced,
-    Inconclusive,
-    /// Not every study has results yet.
-    Pending,
-}
-
-impl Verdict {
-    pub fn words(self) -> &'static str {
-        match self {
-            Verdict::Reproduced => "reproduced",
-            Verdict::NotReproduced => "not reproduced",
-            Verdict::Inconclusive => "inconclusive at this scale",
-            Verdict::Pending => "pending (studies not finished)",
-        }
-    }
-}
-
-/// How much to run. `reproduce` records it in `<out>/budget.json`; the report judges a finding
-/// only once its studies have all of it (defaults when none is recorded: 10 trials, 5 seeds).
+/// How much to run. `reproduce` records it per finding in `<out>/budget.json`; the report judges
+/// a finding only once its studies have all of it (defaults when none is recorded: 10 trials, 5
+/// seeds).
 #[derive(serde::Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
 pub struct Budget {
     /// Feasible quasi-random trials per tuned study.
     pub trials: u64,
-    /// Seeds of each rerun (and of each value of a `BestValue` sweep).
+    /// Fresh seeds of each rerun (and runs of each value of a `BestValue` sweep).
     pub seeds: u64,
     /// Trials or seeds run at the same time (not recorded).
     #[serde(skip, default = "one")]

@@ -1,197 +1,37 @@
-//! The verdict rules: each finding's claim judged on its studies' reruns and sweeps.
+//! Each finding's claim judged on its studies by the calibrated rules of [`crate::rules`], over
+//! bootstrap intervals ([`crate::stats`]) of the fresh seeds, with the tuning noise where the
+//! claim compares optimizers tuned with the same budget.
 
 use super::findings::{Budget, Claim, Finding, Verdict};
-use crate::report::{name, pct, spread_cell};
-use crate::study::{Metric, Study, TrialResult};
+use crate::report::{
+    Comparison, StudyValues, interval_points, metric_words, name, pct, points, spread_cell,
+};
+use crate::rules;
+use crate::stats::{Bootstrap, Group, Statistic, difference, mean, seeds_needed, std_dev};
+use crate::study::{Metric, RerunStats, Study, TrialResult};
+
 use anyhow::{Result, bail};
-use bigbatch_core::study::{Scaling, Spread, key_paths, spread};
+use bigbatch_core::study::{Scaling, key_paths, spread};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::PathBuf;
 
-/// Judges a finding on its studies (in the order of [`Reproduction::studies_of`]).
-pub(super) fn judge(f: &Finding, studies: &[Study], budget: &Budget) -> Result<Judged> {
-    let pair = |kind| judge_pair(&studies[0], &studies[1], kind, budget);
+/// Judges a finding on its studies (in the order of [`super::Reproduction::studies_of`]).
+pub(super) fn judge(
+    f: &Finding,
+    studies: &[Study],
+    budget: &Budget,
+    boot: &Bootstrap,
+) -> Result<Judged> {
+    let pair = |kind| judge_pair(&studies[0], &studies[1], kind, f.delta, budget, boot);
     match &f.claim {
         Claim::Matches { .. } => pair(Pair::Matches),
         Claim::Beats { .. } => pair(Pair::Beats),
         Claim::TrainGap { .. } => pair(Pair::TrainGap),
-        Claim::BestValue { path, expected } => judge_best_value(path, studies, expected, budget),
-    }
-}
-
-fn judge_pair(sa: &Study, sb: &Study, kind: Pair, budget: &Budget) -> Result<Judged> {
-    let (ra, rb) = (sa.rerun_stats()?, sb.rerun_stats()?);
-    let (ta, tb) = (sa.trials()?, sb.trials()?);
-    let feasible =
-        |t: &BTreeMap<u64, TrialResult>| t.values().filter(|r| r.feasible()).count() as u64;
-    let complete = feasible(&ta) >= budget.trials
-        && feasible(&tb) >= budget.trials
-        && ra.seeds as u64 >= budget.seeds
-        && rb.seeds as u64 >= budget.seeds;
-    let mut table = String::from(
-        "| study | optimizer | seeds | median val | val IQR | median train | train IQR | reaching target | median steps to target |\n\
-         |---|---|---:|---:|---|---:|---|---:|---:|\n",
-    );
-    for (s, r) in [(sa, &ra), (sb, &rb)] {
-        let (vm, vi, _) = spread_cell(&r.val_accuracy);
-        let (tm, ti, _) = spread_cell(&r.train_accuracy);
-        writeln!(
-            table,
-            "| {} | {} | {} | {vm} | {vi} | {tm} | {ti} | {} | {} |",
-            name(s),
-            optimizers(s),
-            r.seeds,
-            r.fraction_reaching_target
-                .map_or("-".into(), |x| format!("{:.0}%", 100.0 * x)),
-            r.median_steps_to_target
-                .map_or("-".into(), |x| format!("{x:.0}"))
-        )?;
-    }
-    let metric = |s: &Study, r: &crate::study::RerunStats| match s.file.metric {
-        Metric::FinalValAccuracy => r.val_accuracy.clone(),
-        Metric::FinalTrainAccuracy => r.train_accuracy.clone(),
-    };
-    let (na, nb) = (name(sa), name(sb));
-    let progress = format!(
-        "so far: {na} {} trials, {} seeds; {nb} {} trials, {} seeds",
-        ta.len(),
-        ra.seeds,
-        tb.len(),
-        rb.seeds
-    );
-    let judged = match kind {
-        _ if !complete => Judged::pending(table, progress),
-        Pair::Matches | Pair::Beats => match (metric(sa, &ra), metric(sb, &rb)) {
-            (Some(x), Some(y)) => {
-                let verdict = if kind == Pair::Matches {
-                    matches_verdict(&x, &y)
-                } else {
-                    beats_verdict(&x, &y)
-                };
-                let name = metric_name(sa.file.metric);
-                Judged {
-                    verdict,
-                    numbers: format!(
-                        "median {name} {na} {} (IQR {} - {}, {} seeds) vs {nb} {} (IQR {} - {}, worst {}, {} seeds)",
-                        pct(x.median),
-                        pct(x.q1),
-                        pct(x.q3),
-                        x.n,
-                        pct(y.median),
-                        pct(y.q1),
-                        pct(y.q3),
-                        pct(y.min),
-                        y.n
-                    ),
-                    table,
-                }
-            }
-            _ => Judged::pending(table, progress),
-        },
-        Pair::TrainGap => match (
-            &ra.val_accuracy,
-            &rb.val_accuracy,
-            &ra.train_accuracy,
-            &rb.train_accuracy,
-        ) {
-            (Some(va), Some(vb), Some(ta), Some(tb)) => {
-                let (val_gap, train_gap) = (va.median - vb.median, ta.median - tb.median);
-                let verdict = train_gap_verdict(va, vb, ta, tb);
-                Judged {
-                    verdict,
-                    numbers: format!(
-                        "median train {na} {} vs {nb} {} (gap {:+.2} points); median validation {} vs {} (gap {:+.2} points)",
-                        pct(ta.median),
-                        pct(tb.median),
-                        100.0 * train_gap,
-                        pct(va.median),
-                        pct(vb.median),
-                        100.0 * val_gap
-                    ),
-                    table,
-                }
-            }
-            _ => Judged::pending(table, progress),
-        },
-    };
-    Ok(judged)
-}
-
-fn judge_best_value(
-    path: &str,
-    studies: &[Study],
-    expected: &[(PathBuf, Value)],
-    budget: &Budget,
-) -> Result<Judged> {
-    let mut table = format!(
-        "| study | `{path}` | runs | median | IQR | min - max |\n|---|---:|---:|---:|---|---|\n"
-    );
-    let mut preferences = Vec::new();
-    let mut numbers = Vec::new();
-    let mut pending = false;
-    for (study, (_, paper_value)) in studies.iter().zip(expected) {
-        let groups = by_value(study, path)?;
-        let mut spreads = Vec::new();
-        for (value, runs) in &groups {
-            if (runs.len() as u64) < budget.seeds {
-                pending = true;
-            }
-            let s = spread(&metric_values(runs, study.file.metric))?;
-            match &s {
-                Some(x) => {
-                    let (median, iqr, range) = spread_cell(&s);
-                    writeln!(
-                        table,
-                        "| {} | {value} | {} | {median} | {iqr} | {range} |",
-                        name(study),
-                        x.n
-                    )?
-                }
-                None => pending = true,
-            }
-            spreads.extend(s.map(|s| (value.clone(), s)));
+        Claim::BestValue { path, expected } => {
+            judge_best_value(path, studies, expected, budget, boot)
         }
-        if spreads.len() < 2 || pending {
-            pending = true;
-            numbers.push(format!(
-                "{}: {} runs so far",
-                name(study),
-                study.trials()?.len()
-            ));
-            continue;
-        }
-        let (best_value, best) = spreads
-            .iter()
-            .max_by(|a, b| a.1.median.total_cmp(&b.1.median))
-            .expect("two or more values");
-        let clear = clear_preference(
-            best,
-            spreads
-                .iter()
-                .filter(|(v, _)| v != best_value)
-                .map(|(_, s)| s),
-        );
-        let best_value = best_value.clone();
-        numbers.push(format!(
-            "{}: {} best ({}), paper {}",
-            name(study),
-            best_value,
-            if clear { "clear" } else { "within the spread" },
-            paper_value
-        ));
-        preferences.push((clear, same_value(&best_value, paper_value), best_value));
     }
-    if pending {
-        return Ok(Judged::pending(table, numbers.join("; ")));
-    }
-    let verdict = best_value_verdict(&preferences);
-    Ok(Judged {
-        verdict,
-        numbers: numbers.join("; "),
-        table,
-    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -203,7 +43,10 @@ enum Pair {
 
 pub(super) struct Judged {
     pub(super) verdict: Verdict,
+    /// One line for the summary table.
     pub(super) numbers: String,
+    /// The intervals and the rule applied (markdown).
+    pub(super) details: String,
     pub(super) table: String,
 }
 
@@ -212,57 +55,365 @@ impl Judged {
         Judged {
             verdict: Verdict::Pending,
             numbers: progress,
+            details: String::new(),
             table,
         }
     }
 }
 
-/// "A reaches the accuracy of B": A's median at least B's first quartile (reproduced), below B's
-/// worst run (not reproduced), else inconclusive.
-pub fn matches_verdict(a: &Spread, b: &Spread) -> Verdict {
-    if a.median >= b.q1 {
-        Verdict::Reproduced
-    } else if a.median < b.min {
-        Verdict::NotReproduced
-    } else {
-        Verdict::Inconclusive
+/// One study's numbers: the fresh seeds' final values and the feasible trials' metric.
+struct Sample {
+    name: String,
+    stats: RerunStats,
+    metric: Vec<f64>,
+    val: Vec<f64>,
+    train: Vec<f64>,
+    trials: Vec<f64>,
+    feasible_trials: u64,
+    reruns_of_best: u64,
+}
+
+impl Sample {
+    fn of(study: &Study) -> Result<Self> {
+        let v = StudyValues::of(study)?;
+        let stats = study.rerun_stats()?;
+        Ok(Sample {
+            name: name(study),
+            feasible_trials: v.trials.len() as u64,
+            reruns_of_best: (stats.seeds + stats.searched_seeds_left_out) as u64,
+            metric: v.metric,
+            val: v.val,
+            train: v.train,
+            trials: v.trials,
+            stats,
+        })
     }
 }
 
-/// "A beats B": interquartile ranges apart (reproduced), A's median not above B's (not
-/// reproduced), else inconclusive.
-pub fn beats_verdict(a: &Spread, b: &Spread) -> Verdict {
-    if a.q1 > b.q3 {
-        Verdict::Reproduced
-    } else if a.median <= b.median {
-        Verdict::NotReproduced
-    } else {
-        Verdict::Inconclusive
+/// "About N fresh seeds per study would decide it": the seeds at which the observed difference,
+/// `distance` from the rule's boundary, would be found with 80% power given the observed spread.
+fn seeds_to_decide(a: &[f64], b: &[f64], distance: f64) -> String {
+    let sd = ((std_dev(a).powi(2) + std_dev(b).powi(2)) / 2.0).sqrt();
+    match seeds_needed(sd, distance) {
+        Some(n) if n <= 10_000 => format!(
+            "if the observed difference and spread hold, about {n} fresh seeds per study would \
+             decide it on seed noise (80% power)"
+        ),
+        _ => "the estimate sits on the boundary: no number of seeds is likely to decide it".into(),
     }
 }
 
-/// "At similar validation accuracy, A trains to a higher accuracy than B": A's median training
-/// accuracy above B's third quartile and a training gap larger than the validation gap
-/// (reproduced); A's median training accuracy not above B's (not reproduced); else inconclusive.
-pub fn train_gap_verdict(
-    val_a: &Spread,
-    val_b: &Spread,
-    train_a: &Spread,
-    train_b: &Spread,
-) -> Verdict {
-    let (val_gap, train_gap) = (val_a.median - val_b.median, train_a.median - train_b.median);
-    if train_a.median > train_b.q3 && train_gap > val_gap.abs() {
-        Verdict::Reproduced
-    } else if train_a.median <= train_b.median {
-        Verdict::NotReproduced
-    } else {
-        Verdict::Inconclusive
+fn judge_pair(
+    sa: &Study,
+    sb: &Study,
+    kind: Pair,
+    delta: f64,
+    budget: &Budget,
+    boot: &Bootstrap,
+) -> Result<Judged> {
+    let (a, b) = (Sample::of(sa)?, Sample::of(sb)?);
+    let complete = [&a, &b]
+        .iter()
+        .all(|s| s.feasible_trials >= budget.trials && s.reruns_of_best >= budget.seeds);
+    let table = pair_table(&[(sa, &a), (sb, &b)])?;
+    let (na, nb) = (&a.name, &b.name);
+    let progress = format!(
+        "so far: {na} {} feasible trials, {} fresh seeds; {nb} {} feasible trials, {} fresh seeds",
+        a.feasible_trials, a.stats.seeds, b.feasible_trials, b.stats.seeds
+    );
+    let usable = |x: &[f64], y: &[f64]| !x.is_empty() && !y.is_empty();
+    if !complete || !usable(&a.metric, &b.metric) {
+        return Ok(Judged::pending(table, progress));
     }
+    let margin = format!("margin delta {:.2} points", 100.0 * delta);
+    let fresh = format!("{} and {} fresh seeds", a.stats.seeds, b.stats.seeds);
+    let level = format!("{:.0}%", 100.0 * boot.level);
+    let judged = match kind {
+        Pair::Matches | Pair::Beats => {
+            let c = Comparison::of(&a.metric, &b.metric, Some((&a.trials, &b.trials)), boot)?;
+            let decisive = c.mean_with_tuning.unwrap_or(c.mean);
+            let (verdict, boundary, rule) = if kind == Pair::Matches {
+                (
+                    rules::matches(&decisive, delta),
+                    -delta,
+                    format!(
+                        "*matches*: reproduced when the {level} interval of the difference of \
+                         means ({na} - {nb}, seed and tuning noise) lies above -delta, not \
+                         reproduced when it lies below"
+                    ),
+                )
+            } else {
+                (
+                    rules::beats(&decisive),
+                    0.0,
+                    format!(
+                        "*beats*: reproduced when the {level} interval of the difference of means \
+                         ({na} - {nb}, seed and tuning noise) lies above 0, not reproduced when \
+                         it lies below"
+                    ),
+                )
+            };
+            let metric = metric_name(sa.file.metric);
+            let mut details = format!(
+                "Difference of {}, {na} - {nb}:\n\n{}\n{rule}. The interval is \
+                 {} points against a boundary of {} points: **{}**.",
+                metric_words(sa.file.metric),
+                c.table(na, nb, boot.level),
+                interval_points(&decisive),
+                points(boundary),
+                verdict.words()
+            );
+            if verdict == Verdict::Inconclusive {
+                write!(
+                    details,
+                    " The estimate lies {} the boundary; {}.",
+                    rules::lean(&decisive, boundary),
+                    seeds_to_decide(&a.metric, &b.metric, decisive.estimate - boundary)
+                )?;
+                let width = |i: &crate::stats::Interval| i.high - i.low;
+                if width(&decisive) > 2.0 * width(&c.mean) {
+                    write!(
+                        details,
+                        " Most of the interval's width ({:.2} points against {:.2} on seed noise \
+                         alone) is tuning noise: the best trial of a study stands well above its \
+                         next ones, so a re-run of the search could pick a much worse point. More \
+                         seeds do not narrow that part; more trials per study do.",
+                        100.0 * width(&decisive),
+                        100.0 * width(&c.mean)
+                    )?;
+                }
+            }
+            Judged {
+                verdict,
+                numbers: format!(
+                    "mean {metric} {na} - {nb}: {} points, {level} interval {} with tuning noise \
+                     ({} seeds only); P({na} > {nb}) {:.2}; {fresh}; {margin}",
+                    points(decisive.estimate),
+                    interval_points(&decisive),
+                    interval_points(&c.mean),
+                    c.improvement.estimate
+                ),
+                details,
+                table,
+            }
+        }
+        Pair::TrainGap => {
+            if !usable(&a.val, &b.val) || !usable(&a.train, &b.train) {
+                return Ok(Judged::pending(table, progress));
+            }
+            let val = Comparison::of(&a.val, &b.val, None, boot)?;
+            let train = Comparison::of(&a.train, &b.train, None, boot)?;
+            let verdict = rules::train_gap(&val.mean, &train.mean, delta);
+            let mut details = format!(
+                "Validation accuracy, {na} - {nb}:\n\n{}\nTraining accuracy, {na} - {nb}:\n\n{}\n\
+                 *training gap*: judged only when the {level} interval of the validation \
+                 difference lies within (-delta, delta) (untestable when it lies wholly outside); \
+                 then reproduced when the interval of the training difference lies above 0, not \
+                 reproduced when below (seed noise: the claim is about the two tuned points). \
+                 Validation {} and training {} points: **{}**.",
+                val.table(na, nb, boot.level),
+                train.table(na, nb, boot.level),
+                interval_points(&val.mean),
+                interval_points(&train.mean),
+                verdict.words()
+            );
+            if verdict == Verdict::Inconclusive {
+                let (what, i, boundary, x, y) = if val.mean.low > -delta && val.mean.high < delta {
+                    ("training difference", &train.mean, 0.0, &a.train, &b.train)
+                } else {
+                    let edge = if val.mean.estimate >= 0.0 {
+                        delta
+                    } else {
+                        -delta
+                    };
+                    ("validation difference", &val.mean, edge, &a.val, &b.val)
+                };
+                write!(
+                    details,
+                    " The {what} leans {} {}; {}.",
+                    rules::lean(i, boundary),
+                    points(boundary),
+                    seeds_to_decide(x, y, i.estimate - boundary)
+                )?;
+            }
+            Judged {
+                verdict,
+                numbers: format!(
+                    "mean train {na} - {nb}: {} points {level} {}; mean validation {} points {}; \
+                     {fresh}; {margin}",
+                    points(train.mean.estimate),
+                    interval_points(&train.mean),
+                    points(val.mean.estimate),
+                    interval_points(&val.mean)
+                ),
+                details,
+                table,
+            }
+        }
+    };
+    Ok(judged)
 }
 
-/// A value is clearly preferred when its median is above every other value's third quartile.
-pub fn clear_preference<'a>(best: &Spread, others: impl IntoIterator<Item = &'a Spread>) -> bool {
-    others.into_iter().all(|s| best.median > s.q3)
+/// The per-study table of a pair finding.
+fn pair_table(studies: &[(&Study, &Sample)]) -> Result<String> {
+    let mut table = String::from(
+        "| study | optimizer | feasible trials | fresh seeds | mean val | median val | val IQR | mean train | median train | train IQR | reaching target | median steps to target |\n\
+         |---|---|---:|---:|---:|---:|---|---:|---:|---|---:|---:|\n",
+    );
+    for (s, x) in studies {
+        let r = &x.stats;
+        let (vm, vi, _) = spread_cell(&r.val_accuracy);
+        let (tm, ti, _) = spread_cell(&r.train_accuracy);
+        let m = |v: &[f64]| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                pct(mean(v))
+            }
+        };
+        writeln!(
+            table,
+            "| {} | {} | {} | {}{} | {} | {vm} | {vi} | {} | {tm} | {ti} | {} | {} |",
+            x.name,
+            optimizers(s),
+            x.feasible_trials,
+            r.seeds,
+            if r.searched_seeds_left_out > 0 {
+                format!(" ({} tuning seed left out)", r.searched_seeds_left_out)
+            } else {
+                String::new()
+            },
+            m(&x.val),
+            m(&x.train),
+            r.fraction_reaching_target
+                .map_or("-".into(), |x| format!("{:.0}%", 100.0 * x)),
+            r.steps_to_target.as_ref().map_or("-".into(), |s| s.cell())
+        )?;
+    }
+    Ok(table)
+}
+
+fn judge_best_value(
+    path: &str,
+    studies: &[Study],
+    expected: &[(PathBuf, Value)],
+    budget: &Budget,
+    boot: &Bootstrap,
+) -> Result<Judged> {
+    let mut table = format!(
+        "| study | `{path}` | fresh runs | mean | median | IQR | min - max |\n|---|---:|---:|---:|---:|---|---|\n"
+    );
+    let mut preferences = Vec::new();
+    let mut numbers = Vec::new();
+    let mut details = String::new();
+    let mut pending = false;
+    for (study, (_, paper_value)) in studies.iter().zip(expected) {
+        let groups = by_value(study, path)?;
+        let fresh = fresh_by_value(study, &groups)?;
+        let mut means = Vec::new();
+        for ((value, runs), values) in groups.iter().zip(&fresh) {
+            if (runs.len() as u64) < budget.seeds {
+                pending = true;
+            }
+            let s = spread(values)?;
+            let (median, iqr, range) = spread_cell(&s);
+            writeln!(
+                table,
+                "| {} | {value} | {} | {} | {median} | {iqr} | {range} |",
+                name(study),
+                values.len(),
+                if values.is_empty() {
+                    "-".into()
+                } else {
+                    pct(mean(values))
+                }
+            )?;
+            if !values.is_empty() {
+                means.push((value.clone(), values.clone()));
+            }
+        }
+        if means.len() < 2 || pending {
+            pending = true;
+            numbers.push(format!(
+                "{}: {} runs so far",
+                name(study),
+                study.trials()?.len()
+            ));
+            continue;
+        }
+        let best = means
+            .iter()
+            .enumerate()
+            .max_by(|x, y| mean(&x.1.1).total_cmp(&mean(&y.1.1)))
+            .map(|(i, _)| i)
+            .expect("two or more values");
+        let per_pair = Bootstrap {
+            level: rules::preference_level(boot.level, means.len()),
+            ..*boot
+        };
+        let mut diffs = Vec::new();
+        for (i, (value, values)) in means.iter().enumerate() {
+            if i == best {
+                continue;
+            }
+            let d = difference(
+                Group {
+                    seeds: &means[best].1,
+                    trials: None,
+                },
+                Group {
+                    seeds: values,
+                    trials: None,
+                },
+                Statistic::Mean,
+                false,
+                &per_pair,
+            )?;
+            writeln!(
+                details,
+                "- {}: {} {} - {value}: {} points, {:.1}% interval {}",
+                name(study),
+                path,
+                means[best].0,
+                points(d.estimate),
+                100.0 * per_pair.level,
+                interval_points(&d)
+            )?;
+            diffs.push(d);
+        }
+        let clear = rules::preferred(&diffs);
+        let best_value = means[best].0.clone();
+        numbers.push(format!(
+            "{}: {} best by {} points {} ({}), paper {}",
+            name(study),
+            best_value,
+            points(diffs[0].estimate),
+            interval_points(&diffs[0]),
+            if clear { "clear" } else { "not clear" },
+            paper_value
+        ));
+        preferences.push((clear, same_value(&best_value, paper_value), best_value));
+    }
+    if pending {
+        return Ok(Judged::pending(table, numbers.join("; ")));
+    }
+    let verdict = best_value_verdict(&preferences);
+    details = format!(
+        "Difference of mean final validation accuracy between the best value and each other \
+         (fresh runs only: runs with a seed the source study's search used are left out, so \
+         the tuned run itself is not among them; intervals at the Bonferroni level for the \
+         values compared):\n\n{details}\n*best value*: a study clearly prefers a value when \
+         every such interval lies above 0; reproduced when every study clearly prefers the \
+         paper's value and the preferences differ, not reproduced when every preference is \
+         clear and one contradicts the paper: **{}**.",
+        verdict.words()
+    );
+    Ok(Judged {
+        verdict,
+        numbers: numbers.join("; "),
+        details,
+        table,
+    })
 }
 
 /// Per study: (clear preference, preferred value is the paper's, preferred value). Reproduced
@@ -311,6 +462,25 @@ pub(super) fn by_value(study: &Study, key: &str) -> Result<Vec<(Value, Vec<Trial
         .collect())
 }
 
+/// The metric of each group's fresh runs (seeds the search of the study's source never used).
+pub(super) fn fresh_by_value(
+    study: &Study,
+    groups: &[(Value, Vec<TrialResult>)],
+) -> Result<Vec<Vec<f64>>> {
+    let searched = study.searched_seeds()?;
+    Ok(groups
+        .iter()
+        .map(|(_, runs)| {
+            let fresh: Vec<TrialResult> = runs
+                .iter()
+                .filter(|r| !searched.contains(&r.seed))
+                .cloned()
+                .collect();
+            metric_values(&fresh, study.file.metric)
+        })
+        .collect())
+}
+
 fn same_value(a: &Value, b: &Value) -> bool {
     match (a.as_f64(), b.as_f64()) {
         (Some(x), Some(y)) => x == y,
@@ -352,75 +522,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// The spread of five values, quartiles by numpy's linear rule worked by hand: for sorted
-    /// x0..x4, q1 = x1, median = x2, q3 = x3.
-    fn five(v: [f64; 5]) -> Spread {
-        spread(&v).unwrap().unwrap()
-    }
-
-    #[test]
-    fn quartiles_of_five_by_hand() {
-        let s = five([0.80, 0.70, 0.90, 0.60, 0.75]);
-        assert_eq!(
-            (s.min, s.q1, s.median, s.q3, s.max),
-            (0.60, 0.70, 0.75, 0.80, 0.90)
-        );
-    }
-
-    #[test]
-    fn matches_rule() {
-        let reference = five([0.80, 0.82, 0.84, 0.86, 0.88]); // q1 0.82, min 0.80
-        let at_q1 = five([0.70, 0.75, 0.82, 0.90, 0.95]);
-        let between = five([0.70, 0.75, 0.81, 0.90, 0.95]);
-        let below_all = five([0.70, 0.75, 0.79, 0.90, 0.95]);
-        assert_eq!(matches_verdict(&at_q1, &reference), Verdict::Reproduced);
-        assert_eq!(matches_verdict(&between, &reference), Verdict::Inconclusive);
-        assert_eq!(
-            matches_verdict(&below_all, &reference),
-            Verdict::NotReproduced
-        );
-    }
-
-    #[test]
-    fn beats_rule() {
-        let worse = five([0.20, 0.25, 0.30, 0.35, 0.90]); // median 0.30, q3 0.35
-        let apart = five([0.30, 0.36, 0.70, 0.75, 0.80]); // q1 0.36 > 0.35
-        let overlapping = five([0.10, 0.34, 0.70, 0.75, 0.80]); // q1 0.34
-        let not_above = five([0.10, 0.20, 0.30, 0.95, 0.99]); // median 0.30
-        assert_eq!(beats_verdict(&apart, &worse), Verdict::Reproduced);
-        assert_eq!(beats_verdict(&overlapping, &worse), Verdict::Inconclusive);
-        assert_eq!(beats_verdict(&not_above, &worse), Verdict::NotReproduced);
-    }
-
-    #[test]
-    fn train_gap_rule() {
-        let val_a = five([0.84, 0.85, 0.86, 0.87, 0.88]);
-        let val_b = five([0.84, 0.85, 0.85, 0.87, 0.88]); // val gap +0.01
-        let train_b = five([0.86, 0.87, 0.88, 0.89, 0.90]); // median 0.88, q3 0.89
-        let clear = five([0.88, 0.89, 0.92, 0.93, 0.94]); // gap +0.04 > 0.01, above q3
-        let small = five([0.86, 0.87, 0.885, 0.93, 0.94]); // above median, not q3
-        let lower = five([0.80, 0.81, 0.87, 0.93, 0.94]);
-        assert_eq!(
-            train_gap_verdict(&val_a, &val_b, &clear, &train_b),
-            Verdict::Reproduced
-        );
-        assert_eq!(
-            train_gap_verdict(&val_a, &val_b, &small, &train_b),
-            Verdict::Inconclusive
-        );
-        assert_eq!(
-            train_gap_verdict(&val_a, &val_b, &lower, &train_b),
-            Verdict::NotReproduced
-        );
-        // A training gap of 0.04 with a validation gap of 0.05 is not "at similar validation
-        // accuracy": inconclusive.
-        let val_far = five([0.75, 0.78, 0.80, 0.82, 0.84]); // median 0.80 vs 0.85
-        assert_eq!(
-            train_gap_verdict(&val_far, &val_b, &clear, &train_b),
-            Verdict::Inconclusive
-        );
-    }
-
     #[test]
     fn best_value_rule() {
         let p = |clear, as_paper, v: f64| (clear, as_paper, json!(v));
@@ -434,19 +535,23 @@ mod tests {
             best_value_verdict(&[p(true, true, 2.0), p(true, false, 2.0)]),
             Verdict::NotReproduced
         );
-        // One preference within the spread.
+        // One preference not clear.
         assert_eq!(
             best_value_verdict(&[p(true, true, 2.0), p(false, true, 1.0)]),
             Verdict::Inconclusive
         );
-        let best = five([0.80, 0.82, 0.84, 0.86, 0.88]);
-        assert!(clear_preference(
-            &best,
-            [&five([0.70, 0.75, 0.80, 0.83, 0.90])]
-        ));
-        assert!(!clear_preference(
-            &best,
-            [&five([0.70, 0.75, 0.80, 0.84, 0.90])]
-        ));
+    }
+
+    /// A comparison of {0.80, 0.82, 0.84} against {0.80}: the difference of means is 0.02
+    /// (0.82 - 0.80), of medians 0.02, and A beats B in 2 of 3 pairs with one tie: P = 2.5/3.
+    #[test]
+    fn comparison_estimates_by_hand() {
+        let c = Comparison::of(&[0.80, 0.82, 0.84], &[0.80], None, &Bootstrap::default()).unwrap();
+        assert!((c.mean.estimate - 0.02).abs() < 1e-12);
+        assert!((c.median.estimate - 0.02).abs() < 1e-12);
+        assert!((c.improvement.estimate - 2.5 / 3.0).abs() < 1e-12);
+        assert!(c.mean_with_tuning.is_none());
+        // B has one seed: the interval spans every resample (0.80 - 0.80 to 0.84 - 0.80).
+        assert!((c.mean.low - 0.0).abs() < 1e-12 && (c.mean.high - 0.04).abs() < 1e-12);
     }
 }

@@ -38,15 +38,14 @@ pub mod judge;
 mod page;
 
 pub use findings::{Budget, Claim, Finding, FindingsFile, Verdict};
-pub use judge::{
-    beats_verdict, best_value_verdict, clear_preference, matches_verdict, train_gap_verdict,
-};
+pub use judge::best_value_verdict;
 
 use crate::study::Study;
 use anyhow::{Context, Result, bail};
 use bigbatch_core::config::{load_ron, write_atomic};
 use bigbatch_engine::backend::Backend;
 use judge::sweep_values;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub struct Reproduction {
@@ -120,9 +119,13 @@ impl Reproduction {
         let findings = self.selected(only)?;
         std::fs::create_dir_all(&self.out)
             .with_context(|| format!("cannot create {}", self.out.display()))?;
+        let mut budgets = self.budgets()?;
+        for f in &findings {
+            budgets.insert(f.name.clone(), *budget);
+        }
         write_atomic(
             &self.budget_path(),
-            serde_json::to_string_pretty(budget)?.as_bytes(),
+            serde_json::to_string_pretty(&budgets)?.as_bytes(),
         )?;
         let mut tuned: Vec<(PathBuf, bool)> = Vec::new();
         let mut add = |path: PathBuf, rerun: bool| match tuned.iter_mut().find(|(p, _)| *p == path)
@@ -181,19 +184,40 @@ impl Reproduction {
         self.out.join("budget.json")
     }
 
-    /// The budget recorded by the last run (the default when none was recorded).
-    pub fn budget(&self) -> Result<Budget> {
+    /// The budget of each finding as recorded by the runs (`budget.json`: finding name ->
+    /// `{"trials": N, "seeds": K}`; an older file holding one `{"trials": N, "seeds": K}` applies
+    /// it to every finding). Findings never run get the default.
+    pub fn budgets(&self) -> Result<BTreeMap<String, Budget>> {
         let path = self.budget_path();
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).with_context(|| {
-                format!(
-                    "{}: expected {{\"trials\": N, \"seeds\": K}}",
-                    path.display()
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Budget::default()),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let expected = || {
+            format!(
+                "{}: expected {{\"<finding>\": {{\"trials\": N, \"seeds\": K}}, ...}}",
+                path.display()
+            )
+        };
+        let mut out: BTreeMap<String, Budget> = BTreeMap::new();
+        if !text.trim().is_empty() {
+            let value: serde_json::Value = serde_json::from_str(&text).with_context(expected)?;
+            if value.get("trials").is_some() {
+                let one: Budget = serde_json::from_value(value).with_context(expected)?;
+                for f in &self.file.findings {
+                    out.insert(f.name.clone(), one);
+                }
+            } else {
+                out = serde_json::from_value(value).with_context(expected)?;
+            }
         }
+        Ok(out)
+    }
+
+    /// The budget a finding is judged against.
+    pub fn budget(&self, finding: &str) -> Result<Budget> {
+        Ok(self.budgets()?.get(finding).copied().unwrap_or_default())
     }
 
     /// A `best_of` source study of the finding with no feasible trial yet (its studies cannot
