@@ -120,6 +120,7 @@ fn draw_legend<'a, DB: DrawingBackend + 'a>(
         .map_err(err)
 }
 
+/// Lines are bands without width.
 fn draw_lines<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
@@ -127,33 +128,14 @@ fn draw_lines<DB: DrawingBackend>(
     y_label: &str,
     series: &[Series],
 ) -> Result<()> {
-    root.fill(&WHITE).map_err(err)?;
-    let (x0, x1) = bounds(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)))?;
-    let (y0, y1) = bounds(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 24))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(72)
-        .build_cartesian_2d(x0..x1, y0..y1)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
-        .y_desc(y_label)
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(err)?;
-    for (i, s) in series.iter().enumerate() {
-        let c = color(i);
-        chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))
-            .map_err(err)?
-            .label(s.label.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-    }
-    draw_legend(&mut chart)?;
-    root.present().map_err(err)
+    let bands: Vec<Band> = series
+        .iter()
+        .map(|s| Band {
+            label: s.label.clone(),
+            points: s.points.iter().map(|&(x, y)| (x, y, y, y)).collect(),
+        })
+        .collect();
+    draw_bands(root, title, x_label, y_label, &bands)
 }
 
 /// Several series on one chart (e.g. the learning-rate schedules of several configs, Figure 1 of
@@ -211,9 +193,11 @@ fn draw_bands<DB: DrawingBackend>(
             .map(|p| (p.0, p.3))
             .chain(b.points.iter().rev().map(|p| (p.0, p.2)))
             .collect();
-        chart
-            .draw_series([Polygon::new(outline, c.mix(0.15).filled())])
-            .map_err(err)?;
+        if b.points.iter().any(|p| p.2 < p.3) {
+            chart
+                .draw_series([Polygon::new(outline, c.mix(0.15).filled())])
+                .map_err(err)?;
+        }
         chart
             .draw_series(LineSeries::new(
                 b.points.iter().map(|p| (p.0, p.1)),
