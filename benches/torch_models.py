@@ -11,8 +11,10 @@ iterations after 3 warm-up iterations.
                batch 32.
 
     pip install torch
-    python3 benches/torch_models.py
+    python3 benches/torch_models.py            # every model
+    python3 benches/torch_models.py resnet     # only those whose name contains a given word
 """
+import sys
 import time
 
 import torch
@@ -102,6 +104,8 @@ def timed(name, batch, step):
 
 
 def main():
+    only = sys.argv[1:]
+    wanted = lambda name: not only or any(word in name for word in only)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     model = ResNetMini()
@@ -112,13 +116,16 @@ def main():
         model.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
 
-    timed("resnet_mini_batch256", 256, resnet_step)
+    if wanted("resnet_mini_batch256"):
+        timed("resnet_mini_batch256", 256, resnet_step)
     for name, hidden, layers, heads, gelu in (
         ("bert_tiny", 128, 2, 2, "tanh"),
         ("bert_tiny_erf", 128, 2, 2, "none"),
         ("bert_mini", 256, 4, 4, "tanh"),
         ("bert_mini_erf", 256, 4, 4, "none"),
     ):
+        if not wanted(f"{name}_seq128_batch32"):
+            continue
         bert = Bert(hidden, layers, heads, gelu=gelu)
         b, s, p, v = 32, 128, 20, 8192
         ids = (torch.arange(b * s) * 7919 % v).reshape(b, s)

@@ -90,6 +90,39 @@ fn train(dir: &Path, optimizer_ron: &str, extra: &[&str]) -> anyhow::Result<serd
     Ok(serde_json::from_str(&summary).unwrap())
 }
 
+/// The main job (`cargo xtask train resnet lamb`: the CPU preset with LAMB, 400 steps at batch
+/// 256) ends at the accuracies the README gives (a few minutes on one core).
+#[test]
+fn main_job_ends_at_the_readme_figures() {
+    let dir = scratch("main-job");
+    let out = dir.join("run");
+    let lamb = root().join("configs/optimizers/lamb.ron");
+    cli(&[
+        "train",
+        "--no-progress",
+        "--config",
+        &model_config(),
+        "--config",
+        lamb.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let pct = |key: &str| format!("{:.2}%", 100.0 * summary[key].as_f64().unwrap());
+    let sentence = format!(
+        "ending at {} validation and {} training accuracy",
+        pct("final_val_accuracy"),
+        pct("final_train_accuracy")
+    );
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&sentence),
+        "README.md should say the main job is {sentence}"
+    );
+}
+
 const SIGN_SGD: &str = r#"(
     optimizer: (default: (optimizer: (name: "sign_sgd"))),
     schedule: Constant(lr: 0.001),

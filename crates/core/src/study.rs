@@ -92,6 +92,38 @@ impl Scaling {
             Scaling::Sweep(values) => values[(u as usize).min(values.len() - 1)].clone(),
         }
     }
+
+    /// The coordinate `u` in [0, 1] at which [`Scaling::map`] gives `value` (the inverse of
+    /// `map`: `ln(v / min) / ln(max / min)` for `Log`, `(v - min) / (max - min)` for `Linear`,
+    /// the inner scaling's at `1 - v` for `OneMinus`); `None` for the scalings without a
+    /// continuous range (`Discrete`, `Fixed`, `Sweep`) and for a value that is not a number.
+    pub fn position(&self, value: &Value) -> Option<f64> {
+        let v = value.as_f64()?;
+        match self {
+            Scaling::Log(min, max) => Some((v / min).ln() / (max / min).ln()),
+            Scaling::Linear(min, max) => Some((v - min) / (max - min)),
+            Scaling::OneMinus(inner) => inner.position(&Value::from(1.0 - v)),
+            Scaling::Discrete(_) | Scaling::Fixed(_) | Scaling::Sweep(_) => None,
+        }
+    }
+}
+
+/// The searched paths whose value in `point` lies within `margin` (a fraction of the range in
+/// the mapped scale, e.g. 0.05) of an edge of its range: `(key, position)` with the position in
+/// [0, 1]. The paper widened a range whose best point fell near its edge.
+pub fn near_edges(
+    space: &SearchSpace,
+    point: &BTreeMap<String, Value>,
+    margin: f64,
+) -> Vec<(String, f64)> {
+    space
+        .iter()
+        .filter_map(|(key, scaling)| {
+            let path = key_paths(key).next()?;
+            let u = scaling.position(point.get(path)?)?;
+            (u < margin || u > 1.0 - margin).then(|| (key.clone(), u))
+        })
+        .collect()
 }
 
 /// Dotted run-config path -> scaling. Dimensions of the Halton sequence are assigned in key
@@ -468,5 +500,42 @@ mod tests {
         assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0], 0.25), 1.75);
         assert!(spread(&[]).unwrap().is_none());
         assert!(spread(&[1.0, f64::NAN]).is_err());
+    }
+
+    /// Positions worked by hand: 1e-3 in Log(1e-4, 1e-2) is halfway (ln 10 / ln 100); 0.9 in
+    /// Linear(0, 1) is 0.9; a momentum of 0.99 under OneMinus(Log(1e-3, 1.0)) is 1 - 0.99 = 0.01,
+    /// at ln 10 / ln 1000 = 1/3. Near an edge (5%): 0.99 in Linear(0, 1) and 1.1e-4 in Log(1e-4,
+    /// 1e-2) (position ln 1.1 / ln 100 = 0.0207).
+    #[test]
+    fn positions_in_the_range_and_edges() {
+        let close =
+            |a: Option<f64>, b: f64| assert!((a.unwrap() - b).abs() < 1e-12, "{a:?} vs {b}");
+        close(Scaling::Log(1e-4, 1e-2).position(&Value::from(1e-3)), 0.5);
+        close(Scaling::Linear(0.0, 1.0).position(&Value::from(0.9)), 0.9);
+        close(
+            Scaling::OneMinus(Box::new(Scaling::Log(1e-3, 1.0))).position(&Value::from(0.99)),
+            1.0 / 3.0,
+        );
+        assert_eq!(
+            Scaling::Discrete(vec![Value::from(1)]).position(&Value::from(1)),
+            None
+        );
+        let mut space = SearchSpace::new();
+        space.insert("a".into(), Scaling::Linear(0.0, 1.0));
+        space.insert("b".into(), Scaling::Log(1e-4, 1e-2));
+        space.insert("c".into(), Scaling::Linear(0.0, 1.0));
+        let point: BTreeMap<String, Value> = [
+            ("a".to_string(), Value::from(0.99)),
+            ("b".to_string(), Value::from(1.1e-4)),
+            ("c".to_string(), Value::from(0.5)),
+        ]
+        .into_iter()
+        .collect();
+        let edges = near_edges(&space, &point, 0.05);
+        assert_eq!(
+            edges.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert!((edges[1].1 - 1.1f64.ln() / 100f64.ln()).abs() < 1e-12);
     }
 }

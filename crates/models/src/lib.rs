@@ -1,11 +1,12 @@
-//! Models for bigbatch: the ResNet v1.5 family ([`resnet`]) with ghost batch norm ([`ghost_bn`]),
-//! and BERT for pretraining ([`bert`]).
+//! Models for bigbatch: the ResNet v1.5 family ([`resnet`]) with ghost batch norm ([`ghost_bn`])
+//! and 1x1 convolutions as matrix products ([`conv`]), and BERT for pretraining ([`bert`]).
 //!
 //! Code never names a backend: modules are built on a [`burn::tensor::Device`].
 //!
 //! Must not depend on optimizers, data, the engine or studies.
 
 pub mod bert;
+pub mod conv;
 pub mod ghost_bn;
 pub mod resnet;
 

@@ -14,6 +14,7 @@
 //! and the MLPerf PyTorch reference); the classifier uses burn's default (Kaiming-uniform with gain
 //! `1/sqrt(3)`, i.e. torch's `nn.Linear` default).
 
+use crate::conv;
 use crate::ghost_bn::GhostBatchNorm;
 use anyhow::{Result, bail};
 use burn::module::Module;
@@ -314,12 +315,12 @@ impl Bottleneck {
     /// [`GhostBatchNorm::forward_from`]).
     pub fn forward_from(&self, x: Tensor<4>, first: usize) -> Tensor<4> {
         let shortcut = match &self.downsample {
-            Some(d) => d.bn.forward_from(d.conv.forward(x.clone()), first),
+            Some(d) => d.bn.forward_from(conv::forward(&d.conv, x.clone()), first),
             None => x.clone(),
         };
-        let y = relu(self.bn1.forward_from(self.conv1.forward(x), first));
-        let y = relu(self.bn2.forward_from(self.conv2.forward(y), first));
-        let y = self.bn3.forward_from(self.conv3.forward(y), first);
+        let y = relu(self.bn1.forward_from(conv::forward(&self.conv1, x), first));
+        let y = relu(self.bn2.forward_from(conv::forward(&self.conv2, y), first));
+        let y = self.bn3.forward_from(conv::forward(&self.conv3, y), first);
         relu(y + shortcut)
     }
 }
@@ -347,7 +348,10 @@ impl ResNet {
     /// `first` (a micro-batch or a device's share): batch norm updates the running statistics of
     /// the part's virtual batches ([`GhostBatchNorm::forward_from`]).
     pub fn forward_from(&self, images: Tensor<4>, first: usize) -> Tensor<2> {
-        let mut x = relu(self.bn1.forward_from(self.conv1.forward(images), first));
+        let mut x = relu(
+            self.bn1
+                .forward_from(conv::forward(&self.conv1, images), first),
+        );
         if let Some(pool) = &self.max_pool {
             x = pool.forward(x);
         }

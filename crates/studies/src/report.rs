@@ -186,7 +186,8 @@ pub fn spread_cell(s: &Option<Spread>) -> (String, String, String) {
     }
 }
 
-fn scaling(s: &Scaling) -> String {
+/// A scaling as the study file writes it.
+pub fn scaling(s: &Scaling) -> String {
     let list = |v: &[serde_json::Value]| {
         v.iter()
             .map(|x| x.to_string())
@@ -326,6 +327,9 @@ pub fn tables(studies: &[Study]) -> Result<(String, String)> {
                 .and_then(|b| b.point.get(path))
                 .map_or("-".into(), |v| v.to_string());
             writeln!(spaces, "| `{path}` | {} | {value} |", scaling(s))?;
+        }
+        for warning in study.edge_warnings()? {
+            writeln!(spaces, "\n**Warning**: {warning}.")?;
         }
     }
     md += &results;

@@ -21,7 +21,9 @@
 
 use anyhow::{Context, Result, bail};
 use bigbatch_core::config::{from_json_checked, load_ron, to_ron, write_atomic};
-use bigbatch_core::study::{SearchSpace, Spread, apply_point, spread, trial_point, validate_space};
+use bigbatch_core::study::{
+    SearchSpace, Spread, apply_point, near_edges, spread, trial_point, validate_space,
+};
 use bigbatch_engine::backend::Backend;
 use bigbatch_engine::run_config::RunConfig;
 use bigbatch_engine::train::{self, RunOptions, RunSummary, Status};
@@ -620,7 +622,33 @@ impl Study {
     }
 }
 
+/// How close to an edge of its range (in the mapped scale) a best point's value may lie before
+/// it is flagged.
+pub const EDGE_MARGIN: f64 = 0.05;
+
 impl Study {
+    /// A warning per searched value of the best trial within [`EDGE_MARGIN`] of an edge of its
+    /// range: the optimum may lie outside it, and the paper widened such ranges.
+    pub fn edge_warnings(&self) -> Result<Vec<String>> {
+        let Some(best) = self.best()? else {
+            return Ok(Vec::new());
+        };
+        Ok(near_edges(&self.file.search, &best.point, EDGE_MARGIN)
+            .into_iter()
+            .map(|(key, u)| {
+                format!(
+                    "the best trial's {key} = {} lies at {:.0}% of its range ({}): near the {} edge; widen the range",
+                    best.point
+                        .get(bigbatch_core::study::key_paths(&key).next().unwrap_or(&key))
+                        .map_or("-".into(), |v| v.to_string()),
+                    100.0 * u,
+                    crate::report::scaling(&self.file.search[&key]),
+                    if u < 0.5 { "lower" } else { "upper" }
+                )
+            })
+            .collect())
+    }
+
     /// What `bigbatch study status` prints: finished, feasible, diverged and unfinished trials,
     /// and the best point so far.
     pub fn status_text(&self) -> Result<String> {
@@ -652,6 +680,9 @@ impl Study {
                 writeln!(out, "best: {}", describe_result(&b))?;
                 for (path, value) in &b.point {
                     writeln!(out, "    {path} = {value}")?;
+                }
+                for warning in self.edge_warnings()? {
+                    writeln!(out, "warning: {warning}")?;
                 }
             }
             None => writeln!(out, "best: none yet")?,

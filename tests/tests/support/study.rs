@@ -104,6 +104,31 @@ fn study_runs_resumes_reruns_and_reports() {
     );
 
     cli(&["study", "status", s, "--dir", d]).unwrap();
+    // A best point near an edge of its range is flagged by status (and the report).
+    let best = study.best().unwrap().unwrap();
+    let near = bigbatch_core::study::near_edges(&study.file.search, &best.point, 0.05);
+    let status = study.status_text().unwrap();
+    assert_eq!(status.contains("warning:"), !near.is_empty(), "{status}");
+    for (key, _) in &near {
+        assert!(
+            status.contains(&format!("the best trial's {key} =")),
+            "{status}"
+        );
+    }
+    let best_json = study_dir.join(format!("trials/{:05}.json", best.index));
+    let original = std::fs::read_to_string(&best_json).unwrap();
+    let mut at_edge = best.clone();
+    at_edge.point.insert(
+        "optimizer.default.weight_decay".into(),
+        serde_json::json!(1.01e-4),
+    );
+    std::fs::write(&best_json, serde_json::to_string(&at_edge).unwrap()).unwrap();
+    let status = study.status_text().unwrap();
+    assert!(
+        status.contains("warning: the best trial's optimizer.default.weight_decay = 0.000101 lies at 0% of its range (Log(0.0001, 0.01)): near the lower edge"),
+        "{status}"
+    );
+    std::fs::write(&best_json, original).unwrap();
     cli(&["study", "trial", s, "--dir", d, "--index", "0"]).unwrap();
 
     cli(&["study", "rerun", s, "--dir", d, "--seeds", "3"]).unwrap();

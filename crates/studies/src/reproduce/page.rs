@@ -62,6 +62,11 @@ impl Reproduction {
                 writeln!(sections, "{}\n", f.notes.trim())?;
             }
             sections += &judged.table;
+            for study in &studies {
+                for warning in study.edge_warnings()? {
+                    writeln!(sections, "\n**Warning** ({}): {warning}.", name(study))?;
+                }
+            }
             if !judged.details.is_empty() {
                 writeln!(sections, "\n{}\n", judged.details.trim())?;
             }
