@@ -52,11 +52,6 @@ fn plain_padding(conv: &Conv2d) -> Option<usize> {
         .then_some(padding)
 }
 
-/// Whether `conv` is a matrix product: a 1x1 kernel, no padding, no dilation, one group, no bias.
-pub fn is_one_by_one(conv: &Conv2d) -> bool {
-    conv.kernel_size == [1, 1] && plain_padding(conv) == Some(0)
-}
-
 /// `conv` applied to `x` `[N, C, H, W]`, each shape the fastest way measured on the CPU
 /// (`benches/benches/conv_layers.rs`, figures in docs/benchmarks.md): a 1x1 convolution as a
 /// matrix product (in the layout of [`model_layout`]); a larger kernel over a single input

@@ -161,12 +161,17 @@ pub fn comparisons(studies: &[Study], boot: &Bootstrap) -> Result<String> {
     ))
 }
 
-/// The final value a metric is of, in words.
-pub fn metric_words(metric: Metric) -> &'static str {
+/// What a metric measures, in words.
+pub fn metric_name(metric: Metric) -> &'static str {
     match metric {
-        Metric::FinalValAccuracy => "final validation accuracy",
-        Metric::FinalTrainAccuracy => "final training accuracy",
+        Metric::FinalValAccuracy => "validation accuracy",
+        Metric::FinalTrainAccuracy => "training accuracy",
     }
+}
+
+/// The final value a metric is of, in words.
+pub fn metric_words(metric: Metric) -> String {
+    format!("final {}", metric_name(metric))
 }
 
 /// A fraction as a percentage with two decimals.

@@ -269,23 +269,31 @@ mod tests {
         }
     }
 
+    /// At 20 seeds: how often *beats* finds a difference of `2 delta`, and how often an identical
+    /// candidate is found to match (its distance to the margin is `delta`, as a candidate
+    /// `2 delta` below the reference is from it), per shape: `[(beats, matches); 2]`.
+    fn power(tuning: bool, report: &mut String) -> [([f64; 3], [f64; 3]); 2] {
+        [Shape::Normal, Shape::Skewed].map(|shape| {
+            let found = rates(shape, 20, 2.0 * DELTA, tuning, Statistic::Mean, beats);
+            let same = rates(shape, 20, 0.0, tuning, Statistic::Mean, |d| {
+                matches(d, DELTA)
+            });
+            *report += &format!(
+                "{shape:?} n 20: beats at 2 delta {found:?}; matches, identical {same:?}\n"
+            );
+            (found, same)
+        })
+    }
+
     /// Seed noise alone: calibrated at 5, 10 and 20 seeds, and at 20 seeds a difference of
-    /// `2 delta` is found by *beats*, and an identical candidate found to match (its distance to
-    /// the margin is `delta`, as a candidate `2 delta` below the reference is from it), in at
-    /// least 80% of simulations.
+    /// `2 delta` is found by *beats*, and an identical candidate found to match, in at least 80%
+    /// of simulations.
     #[test]
     fn calibration_over_seeds() {
         let mut report = String::new();
         check_false_positives(false, &mut report);
-        for shape in [Shape::Normal, Shape::Skewed] {
-            let power = rates(shape, 20, 2.0 * DELTA, false, Statistic::Mean, beats);
-            let same = rates(shape, 20, 0.0, false, Statistic::Mean, |d| {
-                matches(d, DELTA)
-            });
-            report += &format!(
-                "{shape:?} n 20: beats at 2 delta {power:?}; matches, identical {same:?}\n"
-            );
-            assert!(power[0] >= 0.8 && same[0] >= 0.8, "{report}");
+        for (found, same) in power(false, &mut report) {
+            assert!(found[0] >= 0.8 && same[0] >= 0.8, "{report}");
         }
         eprintln!("{report}");
     }
@@ -356,13 +364,8 @@ mod tests {
     fn calibration_with_tuning_noise() {
         let mut report = String::new();
         check_false_positives(true, &mut report);
-        for shape in [Shape::Normal, Shape::Skewed] {
-            let power = rates(shape, 20, 2.0 * DELTA, true, Statistic::Mean, beats);
-            let same = rates(shape, 20, 0.0, true, Statistic::Mean, |d| matches(d, DELTA));
-            report += &format!(
-                "{shape:?} n 20: beats at 2 delta {power:?}; matches, identical {same:?}\n"
-            );
-            assert!(power[0] >= 0.8, "{report}");
+        for (found, _) in power(true, &mut report) {
+            assert!(found[0] >= 0.8, "{report}");
         }
         eprintln!("{report}");
     }

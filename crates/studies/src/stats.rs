@@ -59,23 +59,6 @@ pub struct Interval {
     pub high: f64,
 }
 
-/// The expected maximum of `k` values drawn with replacement from `values` (exact, no sampling).
-pub fn expected_max(values: &[f64], k: u32) -> Result<f64> {
-    if values.is_empty() || k == 0 {
-        bail!("expected maximum: expected at least one value and k >= 1");
-    }
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len() as f64;
-    Ok(v.iter()
-        .enumerate()
-        .map(|(i, x)| {
-            let i = i as f64 + 1.0;
-            x * ((i / n).powi(k as i32) - ((i - 1.0) / n).powi(k as i32))
-        })
-        .sum())
-}
-
 /// The settings of every bootstrap a report runs, printed in the report so that it can be
 /// recomputed to the digit.
 #[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq)]
@@ -268,25 +251,48 @@ pub fn difference(
         (true, Some(ta), Some(tb)) if !ta.is_empty() && !tb.is_empty() => Some((ta, tb)),
         (true, _, _) => bail!("bootstrap with tuning noise: both studies need feasible trials"),
     };
+    let estimate = stat.of(a.seeds) - stat.of(b.seeds);
+    Ok(resampled(
+        a.seeds,
+        b.seeds,
+        estimate,
+        boot,
+        |ra, rb, rng| {
+            let mut d = stat.of(ra) - stat.of(rb);
+            if let Some((ta, tb)) = tuning {
+                d += tuning_shift(ta, rng) - tuning_shift(tb, rng);
+            }
+            d
+        },
+    ))
+}
+
+/// The expanded percentile interval around `estimate` of `value(resample of a, resample of b)`
+/// over `boot.resamples` resamples, each group drawn with replacement on its own (ChaCha8 seeded
+/// by `boot.seed`; `value` may draw from the same stream).
+fn resampled(
+    a: &[f64],
+    b: &[f64],
+    estimate: f64,
+    boot: &Bootstrap,
+    mut value: impl FnMut(&[f64], &[f64], &mut ChaCha8Rng) -> f64,
+) -> Interval {
     let mut rng = ChaCha8Rng::seed_from_u64(boot.seed);
     let (mut ra, mut rb) = (Vec::new(), Vec::new());
-    let mut diffs = Vec::with_capacity(boot.resamples);
-    for _ in 0..boot.resamples {
-        draw(a.seeds, &mut ra, &mut rng);
-        draw(b.seeds, &mut rb, &mut rng);
-        let mut d = stat.of(&ra) - stat.of(&rb);
-        if let Some((ta, tb)) = tuning {
-            d += tuning_shift(ta, &mut rng) - tuning_shift(tb, &mut rng);
-        }
-        diffs.push(d);
+    let mut values: Vec<f64> = (0..boot.resamples.max(1))
+        .map(|_| {
+            draw(a, &mut ra, &mut rng);
+            draw(b, &mut rb, &mut rng);
+            value(&ra, &rb, &mut rng)
+        })
+        .collect();
+    values.sort_by(f64::total_cmp);
+    let tail = expanded_tail(boot.level, a.len().min(b.len()));
+    Interval {
+        estimate,
+        low: sorted_quantile(&values, tail),
+        high: sorted_quantile(&values, 1.0 - tail),
     }
-    diffs.sort_by(f64::total_cmp);
-    let tail = expanded_tail(boot.level, a.seeds.len().min(b.seeds.len()));
-    Ok(Interval {
-        estimate: stat.of(a.seeds) - stat.of(b.seeds),
-        low: sorted_quantile(&diffs, tail),
-        high: sorted_quantile(&diffs, 1.0 - tail),
-    })
 }
 
 fn draw(values: &[f64], into: &mut Vec<f64>, rng: &mut ChaCha8Rng) {
@@ -298,21 +304,9 @@ fn draw(values: &[f64], into: &mut Vec<f64>, rng: &mut ChaCha8Rng) {
 /// resampled on their own, as [`difference`]).
 pub fn improvement(a: &[f64], b: &[f64], boot: &Bootstrap) -> Result<Interval> {
     let estimate = probability_of_improvement(a, b)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(boot.seed);
-    let (mut ra, mut rb) = (Vec::new(), Vec::new());
-    let mut values = Vec::with_capacity(boot.resamples);
-    for _ in 0..boot.resamples.max(1) {
-        draw(a, &mut ra, &mut rng);
-        draw(b, &mut rb, &mut rng);
-        values.push(probability_of_improvement(&ra, &rb)?);
-    }
-    values.sort_by(f64::total_cmp);
-    let tail = expanded_tail(boot.level, a.len().min(b.len()));
-    Ok(Interval {
-        estimate,
-        low: sorted_quantile(&values, tail),
-        high: sorted_quantile(&values, 1.0 - tail),
-    })
+    Ok(resampled(a, b, estimate, boot, |ra, rb, _| {
+        probability_of_improvement(ra, rb).expect("resamples are not empty")
+    }))
 }
 
 /// The sample standard deviation (divisor `n - 1`; 0 for fewer than two values).
@@ -336,23 +330,36 @@ pub fn seeds_needed(sd: f64, distance: f64) -> Option<u64> {
     Some(((2.0 * (z * sd / distance).powi(2)).ceil() as u64).max(2))
 }
 
+/// `E[f(max of k)]` for `k` values drawn with replacement from `values`: the sorted values
+/// `v_(1) <= ... <= v_(N)` weighted by `(i/N)^k - ((i-1)/N)^k`, the chance that `v_(i)` is the
+/// maximum.
+fn expected_of_max(values: &[f64], k: u32, f: impl Fn(f64) -> f64) -> Result<f64> {
+    if values.is_empty() || k == 0 {
+        bail!("expected maximum: expected at least one value and k >= 1");
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len() as f64;
+    Ok(v.iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let i = i as f64 + 1.0;
+            f(*x) * ((i / n).powi(k as i32) - ((i - 1.0) / n).powi(k as i32))
+        })
+        .sum())
+}
+
+/// The expected maximum of `k` values drawn with replacement from `values` (exact, no sampling).
+pub fn expected_max(values: &[f64], k: u32) -> Result<f64> {
+    expected_of_max(values, k, |x| x)
+}
+
 /// The expected maximum of `k` of `values` (drawn with replacement) and its standard deviation,
 /// `sqrt(E[max^2] - E[max]^2)` by the same order-statistic weights (Dodge et al. 2019 draw this
 /// band around their expected validation performance).
 pub fn expected_max_band(values: &[f64], k: u32) -> Result<(f64, f64)> {
     let m = expected_max(values, k)?;
-    // E[max^2]: the same order-statistic weights over the squares of the values sorted by value.
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len() as f64;
-    let second: f64 = v
-        .iter()
-        .enumerate()
-        .map(|(i, x)| {
-            let i = i as f64 + 1.0;
-            x * x * ((i / n).powi(k as i32) - ((i - 1.0) / n).powi(k as i32))
-        })
-        .sum();
+    let second = expected_of_max(values, k, |x| x * x)?;
     Ok((m, (second - m * m).max(0.0).sqrt()))
 }
 

@@ -277,33 +277,33 @@ impl Study {
     /// The seeds the search used: every finished trial's, the base config's, and for a `best_of`
     /// study the source study's trials'. A run with one of them may repeat a tuning run.
     pub fn searched_seeds(&self) -> Result<BTreeSet<u64>> {
-        let mut seeds = if self.file.best_of.is_some() {
-            self.source_seeds.clone()
-        } else {
-            let mut own: BTreeSet<u64> = self.trials()?.values().map(|r| r.seed).collect();
-            own.insert(self.base.train.seed);
-            own
-        };
-        if self.file.best_of.is_some() && seeds.is_empty() {
-            seeds.insert(self.base.train.seed);
+        if self.file.best_of.is_some() {
+            return Ok(self.source_seeds.clone());
         }
-        Ok(seeds)
+        let mut own: BTreeSet<u64> = self.trials()?.values().map(|r| r.seed).collect();
+        own.insert(self.base.train.seed);
+        Ok(own)
     }
 
     /// The reruns that count: those of the current best trial (same index and point) with a
     /// seed the search never used, by seed.
     pub fn fresh_reruns(&self) -> Result<BTreeMap<u64, TrialResult>> {
+        Ok(self.split_reruns_of_best()?.0)
+    }
+
+    /// The reruns of the current best trial (same index and point), split by seed into the fresh
+    /// ones and how many used a seed of the search.
+    fn split_reruns_of_best(&self) -> Result<(BTreeMap<u64, TrialResult>, usize)> {
         let Some(best) = self.best()? else {
-            return Ok(BTreeMap::new());
+            return Ok((BTreeMap::new(), 0));
         };
         let searched = self.searched_seeds()?;
-        Ok(self
+        let (fresh, tuned): (BTreeMap<u64, TrialResult>, BTreeMap<u64, TrialResult>) = self
             .reruns()?
             .into_iter()
-            .filter(|(seed, r)| {
-                r.index == best.index && r.point == best.point && !searched.contains(seed)
-            })
-            .collect())
+            .filter(|(_, r)| r.index == best.index && r.point == best.point)
+            .partition(|(seed, _)| !searched.contains(seed));
+        Ok((fresh, tuned.len()))
     }
 
     /// Started but unfinished trials (running, or killed).
@@ -808,18 +808,11 @@ pub fn median_steps(steps: &[Option<u64>]) -> Option<f64> {
     if steps.is_empty() {
         return None;
     }
-    let mut v: Vec<f64> = steps
+    let v: Vec<f64> = steps
         .iter()
         .map(|s| s.map_or(f64::INFINITY, |s| s as f64))
         .collect();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let m = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    m.is_finite().then_some(m)
+    Some(crate::stats::median(&v)).filter(|m| m.is_finite())
 }
 
 /// Validation accuracy at every evaluation step of a run directory's `metrics.jsonl`.
@@ -848,16 +841,7 @@ pub fn steps_to_target(run_dir: &Path, target: f64) -> Result<Option<u64>> {
 
 impl Study {
     pub fn rerun_stats(&self) -> Result<RerunStats> {
-        let best = self.best()?;
-        let fresh = self.fresh_reruns()?;
-        let of_best = self
-            .reruns()?
-            .values()
-            .filter(|r| {
-                best.as_ref()
-                    .is_some_and(|b| b.index == r.index && b.point == r.point)
-            })
-            .count();
+        let (fresh, searched_seeds_left_out) = self.split_reruns_of_best()?;
         let completed: Vec<&TrialResult> = fresh.values().filter(|r| r.feasible()).collect();
         let val: Vec<f64> = completed
             .iter()
@@ -895,7 +879,7 @@ impl Study {
         Ok(RerunStats {
             seeds: fresh.len(),
             diverged: fresh.len() - completed.len(),
-            searched_seeds_left_out: of_best - fresh.len(),
+            searched_seeds_left_out,
             val_accuracy: spread(&val)?,
             train_accuracy: spread(&train)?,
             fraction_reaching_target: fraction,

@@ -4,7 +4,8 @@
 
 use super::findings::{Budget, Claim, Finding, Verdict};
 use crate::report::{
-    Comparison, StudyValues, interval_points, metric_words, name, pct, points, spread_cell,
+    Comparison, StudyValues, interval_points, metric_name, metric_words, name, pct, points,
+    spread_cell,
 };
 use crate::rules;
 use crate::stats::{Bootstrap, Group, Statistic, difference, mean, seeds_needed, std_dev};
@@ -61,32 +62,30 @@ impl Judged {
     }
 }
 
-/// One study's numbers: the fresh seeds' final values and the feasible trials' metric.
+/// One study's numbers: its rerun statistics, the fresh seeds' final values and the feasible
+/// trials' metric.
 struct Sample {
     name: String,
     stats: RerunStats,
-    metric: Vec<f64>,
-    val: Vec<f64>,
-    train: Vec<f64>,
-    trials: Vec<f64>,
-    feasible_trials: u64,
-    reruns_of_best: u64,
+    values: StudyValues,
 }
 
 impl Sample {
     fn of(study: &Study) -> Result<Self> {
-        let v = StudyValues::of(study)?;
-        let stats = study.rerun_stats()?;
         Ok(Sample {
             name: name(study),
-            feasible_trials: v.trials.len() as u64,
-            reruns_of_best: (stats.seeds + stats.searched_seeds_left_out) as u64,
-            metric: v.metric,
-            val: v.val,
-            train: v.train,
-            trials: v.trials,
-            stats,
+            stats: study.rerun_stats()?,
+            values: StudyValues::of(study)?,
         })
+    }
+
+    fn feasible_trials(&self) -> u64 {
+        self.values.trials.len() as u64
+    }
+
+    /// Reruns of the best point, fresh or not (what the budget counts).
+    fn reruns_of_best(&self) -> u64 {
+        (self.stats.seeds + self.stats.searched_seeds_left_out) as u64
     }
 }
 
@@ -114,15 +113,18 @@ fn judge_pair(
     let (a, b) = (Sample::of(sa)?, Sample::of(sb)?);
     let complete = [&a, &b]
         .iter()
-        .all(|s| s.feasible_trials >= budget.trials && s.reruns_of_best >= budget.seeds);
+        .all(|s| s.feasible_trials() >= budget.trials && s.reruns_of_best() >= budget.seeds);
     let table = pair_table(&[(sa, &a), (sb, &b)])?;
     let (na, nb) = (&a.name, &b.name);
     let progress = format!(
         "so far: {na} {} feasible trials, {} fresh seeds; {nb} {} feasible trials, {} fresh seeds",
-        a.feasible_trials, a.stats.seeds, b.feasible_trials, b.stats.seeds
+        a.feasible_trials(),
+        a.stats.seeds,
+        b.feasible_trials(),
+        b.stats.seeds
     );
     let usable = |x: &[f64], y: &[f64]| !x.is_empty() && !y.is_empty();
-    if !complete || !usable(&a.metric, &b.metric) {
+    if !complete || !usable(&a.values.metric, &b.values.metric) {
         return Ok(Judged::pending(table, progress));
     }
     let margin = format!("margin delta {:.2} points", 100.0 * delta);
@@ -130,7 +132,12 @@ fn judge_pair(
     let level = format!("{:.0}%", 100.0 * boot.level);
     let judged = match kind {
         Pair::Matches | Pair::Beats => {
-            let c = Comparison::of(&a.metric, &b.metric, Some((&a.trials, &b.trials)), boot)?;
+            let c = Comparison::of(
+                &a.values.metric,
+                &b.values.metric,
+                Some((&a.values.trials, &b.values.trials)),
+                boot,
+            )?;
             let decisive = c.mean_with_tuning.unwrap_or(c.mean);
             let (verdict, boundary, rule) = if kind == Pair::Matches {
                 (
@@ -168,7 +175,11 @@ fn judge_pair(
                     details,
                     " The estimate lies {} the boundary; {}.",
                     rules::lean(&decisive, boundary),
-                    seeds_to_decide(&a.metric, &b.metric, decisive.estimate - boundary)
+                    seeds_to_decide(
+                        &a.values.metric,
+                        &b.values.metric,
+                        decisive.estimate - boundary
+                    )
                 )?;
                 let width = |i: &crate::stats::Interval| i.high - i.low;
                 if width(&decisive) > 2.0 * width(&c.mean) {
@@ -198,11 +209,11 @@ fn judge_pair(
             }
         }
         Pair::TrainGap => {
-            if !usable(&a.val, &b.val) || !usable(&a.train, &b.train) {
+            if !usable(&a.values.val, &b.values.val) || !usable(&a.values.train, &b.values.train) {
                 return Ok(Judged::pending(table, progress));
             }
-            let val = Comparison::of(&a.val, &b.val, None, boot)?;
-            let train = Comparison::of(&a.train, &b.train, None, boot)?;
+            let val = Comparison::of(&a.values.val, &b.values.val, None, boot)?;
+            let train = Comparison::of(&a.values.train, &b.values.train, None, boot)?;
             let verdict = rules::train_gap(&val.mean, &train.mean, delta);
             let mut details = format!(
                 "Validation accuracy, {na} - {nb}:\n\n{}\nTraining accuracy, {na} - {nb}:\n\n{}\n\
@@ -219,14 +230,26 @@ fn judge_pair(
             );
             if verdict == Verdict::Inconclusive {
                 let (what, i, boundary, x, y) = if val.mean.low > -delta && val.mean.high < delta {
-                    ("training difference", &train.mean, 0.0, &a.train, &b.train)
+                    (
+                        "training difference",
+                        &train.mean,
+                        0.0,
+                        &a.values.train,
+                        &b.values.train,
+                    )
                 } else {
                     let edge = if val.mean.estimate >= 0.0 {
                         delta
                     } else {
                         -delta
                     };
-                    ("validation difference", &val.mean, edge, &a.val, &b.val)
+                    (
+                        "validation difference",
+                        &val.mean,
+                        edge,
+                        &a.values.val,
+                        &b.values.val,
+                    )
                 };
                 write!(
                     details,
@@ -276,15 +299,15 @@ fn pair_table(studies: &[(&Study, &Sample)]) -> Result<String> {
             "| {} | {} | {} | {}{} | {} | {vm} | {vi} | {} | {tm} | {ti} | {} | {} |",
             x.name,
             optimizers(s),
-            x.feasible_trials,
+            x.feasible_trials(),
             r.seeds,
             if r.searched_seeds_left_out > 0 {
                 format!(" ({} tuning seed left out)", r.searched_seeds_left_out)
             } else {
                 String::new()
             },
-            m(&x.val),
-            m(&x.train),
+            m(&x.values.val),
+            m(&x.values.train),
             r.fraction_reaching_target
                 .map_or("-".into(), |x| format!("{:.0}%", 100.0 * x)),
             r.steps_to_target.as_ref().map_or("-".into(), |s| s.cell())
@@ -494,13 +517,6 @@ pub(super) fn metric_values(runs: &[TrialResult], metric: Metric) -> Vec<f64> {
         .filter(|r| r.feasible())
         .filter_map(|r| metric.of(&r.summary))
         .collect()
-}
-
-fn metric_name(metric: Metric) -> &'static str {
-    match metric {
-        Metric::FinalValAccuracy => "validation accuracy",
-        Metric::FinalTrainAccuracy => "training accuracy",
-    }
 }
 
 /// The default group's optimizer, and the other groups' where they differ.
