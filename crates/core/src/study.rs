@@ -126,6 +126,64 @@ pub fn near_edges(
         .collect()
 }
 
+/// The final range of a two-stage search (the paper's Appendix C.3: an "Initial Range", then a
+/// refined "Final Range" around its best point): each continuous dimension narrowed to `width`
+/// (a fraction of its range in the mapped scale, `0 < width <= 1`) centred on `point`'s value.
+/// A `Log` window (also inside `OneMinus`) may extend past the initial range where the best value
+/// lies near its edge, which is how the paper widened such ranges; a `OneMinus` value stays in
+/// `(0, 1)` and a `Linear` window is shifted to stay inside the initial range, whose bounds are
+/// usually hard limits. `Discrete`, `Fixed` and `Sweep` dimensions are kept.
+pub fn refine_space(
+    space: &SearchSpace,
+    point: &BTreeMap<String, Value>,
+    width: f64,
+) -> Result<SearchSpace> {
+    if !(width > 0.0 && width <= 1.0) {
+        bail!("refine.width: expected a fraction in (0, 1], got {width}");
+    }
+    space
+        .iter()
+        .map(|(key, scaling)| {
+            let path = key_paths(key).next().unwrap_or(key);
+            let refined = match point.get(path).and_then(|v| scaling.position(v)) {
+                Some(u) => refine_scaling(scaling, u, width),
+                None => scaling.clone(),
+            };
+            Ok((key.clone(), refined))
+        })
+        .collect()
+}
+
+/// [`refine_space`] for one dimension whose best value lies at position `u`.
+fn refine_scaling(scaling: &Scaling, u: f64, width: f64) -> Scaling {
+    let (lo, hi) = (u - width / 2.0, u + width / 2.0);
+    match scaling {
+        Scaling::Log(min, max) => {
+            let at = |t: f64| min * (t * (max / min).ln()).exp();
+            Scaling::Log(at(lo), at(hi))
+        }
+        Scaling::Linear(min, max) => {
+            let shift = if lo < 0.0 {
+                -lo
+            } else if hi > 1.0 {
+                1.0 - hi
+            } else {
+                0.0
+            };
+            let at = |t: f64| min + (t + shift) * (max - min);
+            Scaling::Linear(at(lo), at(hi))
+        }
+        Scaling::OneMinus(inner) => match refine_scaling(inner, u, width) {
+            // 1 - x stays a fraction: the window's upper end at most 1 (a momentum of 0).
+            Scaling::Log(a, b) if b > 1.0 => {
+                Scaling::OneMinus(Box::new(Scaling::Log(a.min(0.5), 1.0)))
+            }
+            refined => Scaling::OneMinus(Box::new(refined)),
+        },
+        other => other.clone(),
+    }
+}
+
 /// Dotted run-config path -> scaling. Dimensions of the Halton sequence are assigned in key
 /// order, skipping `Fixed` and `Sweep` entries. A key may name several paths separated by
 /// commas, which then share one value (the paper's Table 7 ties the warmup and decay powers:
@@ -314,6 +372,70 @@ pub fn spread(values: &[f64]) -> Result<Option<Spread>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Final ranges worked by hand: half of a two-decade log range is one decade centred on the
+    /// best value (9 -> [9 / sqrt 10, 9 sqrt 10], past the initial edge 10); a linear window is
+    /// shifted back inside; 1 - momentum 0.1 in `OneMinus(Log(0.01, 0.3))` gets
+    /// [0.1 / 30^(1/4), 0.1 * 30^(1/4)].
+    #[test]
+    fn refined_ranges_by_hand() {
+        let space: SearchSpace = [
+            ("lr".to_string(), Scaling::Log(0.1, 10.0)),
+            ("wd".to_string(), Scaling::Log(1e-4, 1e-2)),
+            ("p".to_string(), Scaling::Linear(0.0, 1.0)),
+            (
+                "m".to_string(),
+                Scaling::OneMinus(Box::new(Scaling::Log(0.01, 0.3))),
+            ),
+            (
+                "d".to_string(),
+                Scaling::Discrete(vec![Value::from(1), Value::from(2)]),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let point: BTreeMap<String, Value> = [
+            ("lr", Value::from(9.0)),
+            ("wd", Value::from(1e-3)),
+            ("p", Value::from(0.9)),
+            ("m", Value::from(0.9)),
+            ("d", Value::from(2)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let refined = refine_space(&space, &point, 0.5).unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+        let Scaling::Log(a, b) = refined["lr"] else {
+            panic!("{:?}", refined["lr"])
+        };
+        assert!(
+            close(a, 9.0 / 10f64.sqrt()) && close(b, 9.0 * 10f64.sqrt()),
+            "{a} {b}"
+        );
+        let Scaling::Log(a, b) = refined["wd"] else {
+            panic!()
+        };
+        assert!(
+            close(a, 1e-4 * 10f64.sqrt()) && close(b, 1e-3 * 10f64.sqrt()),
+            "{a} {b}"
+        );
+        let Scaling::Linear(a, b) = refined["p"] else {
+            panic!()
+        };
+        assert!(close(a, 0.5) && close(b, 1.0), "{a} {b}");
+        let Scaling::OneMinus(inner) = &refined["m"] else {
+            panic!()
+        };
+        let Scaling::Log(a, b) = **inner else {
+            panic!()
+        };
+        let q = 30f64.powf(0.25);
+        assert!(close(a, 0.1 / q) && close(b, 0.1 * q), "{a} {b}");
+        assert_eq!(refined["d"], space["d"]);
+        assert!(refine_space(&space, &point, 0.0).is_err());
+        assert!(refine_space(&space, &point, 1.5).is_err());
+    }
 
     #[test]
     fn primes() {

@@ -321,17 +321,44 @@ pub fn tables(studies: &[Study]) -> Result<(String, String)> {
         }
         writeln!(
             spaces,
-            "\n### {n}\n\nstudy file `{}`, quasi-random seed {}, selection metric {:?}\n\n| path | scaling | best trial's value |\n|---|---|---|",
+            "\n### {n}\n\nstudy file `{}`, quasi-random seed {}, selection metric {:?}",
             study.path.display(),
             study.file.seed,
             study.file.metric
         )?;
+        let stage = study.final_stage()?;
+        if let Some(stage) = &stage {
+            writeln!(
+                spaces,
+                "\nTwo stages: trials 0-{} over the initial ranges, then trials from {} over final ranges centred on trial {} ({} of each initial range's width); the best point is the best trial of both stages.\n\n| path | initial range | final range | best trial's value |\n|---|---|---|---|",
+                stage.first_trial.saturating_sub(1),
+                stage.first_trial,
+                stage.centred_on,
+                study.file.refine.map_or(1.0, |r| r.width),
+            )?;
+        } else {
+            writeln!(
+                spaces,
+                "\n| path | scaling | best trial's value |\n|---|---|---|"
+            )?;
+        }
         for (path, s) in &study.file.search {
             let value = best
                 .as_ref()
-                .and_then(|b| b.point.get(path))
+                .and_then(|b| {
+                    b.point
+                        .get(bigbatch_core::study::key_paths(path).next().unwrap_or(path))
+                })
                 .map_or("-".into(), |v| v.to_string());
-            writeln!(spaces, "| `{path}` | {} | {value} |", scaling(s))?;
+            match &stage {
+                Some(stage) => writeln!(
+                    spaces,
+                    "| `{path}` | {} | {} | {value} |",
+                    scaling(s),
+                    stage.search.get(path).map_or("-".into(), scaling)
+                )?,
+                None => writeln!(spaces, "| `{path}` | {} | {value} |", scaling(s))?,
+            }
         }
         for warning in study.edge_warnings()? {
             writeln!(spaces, "\n**Warning**: {warning}.")?;

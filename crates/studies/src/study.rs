@@ -89,6 +89,33 @@ pub struct StudyFile {
     /// The submission for performance profiles (default: the study file's name).
     #[serde(default)]
     pub submission: Option<String>,
+    /// A second stage of the search (the paper's Appendix C.3: an "Initial Range" searched first,
+    /// then a refined "Final Range"): after `initial_trials` feasible trials, later trials draw
+    /// from ranges narrowed around the best of them ([`bigbatch_core::study::refine_space`]).
+    /// The best point is chosen among the trials of both stages.
+    #[serde(default)]
+    pub refine: Option<Refine>,
+}
+
+/// The second stage of a two-stage search.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Refine {
+    /// Feasible trials over the study's `search` (the initial ranges) before the second stage.
+    pub initial_trials: u64,
+    /// Each final range's width as a fraction of its initial range in the mapped scale (e.g.
+    /// 0.5), centred on the best initial trial's value.
+    pub width: f64,
+}
+
+/// The final stage of a two-stage search as fixed when its first trial started
+/// (`DIR/final-stage.json`): trials from `first_trial` on draw from `search`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct FinalStage {
+    pub first_trial: u64,
+    /// The initial trial the ranges are centred on.
+    pub centred_on: u64,
+    pub search: SearchSpace,
 }
 
 /// A loaded study: its file, where it came from, and its base config.
@@ -169,11 +196,14 @@ impl Study {
     /// base config.
     pub fn fingerprint(&self) -> Result<String> {
         use sha2::{Digest, Sha256};
-        let what = serde_json::json!({
+        let mut what = serde_json::json!({
             "search": serde_json::to_value(&self.file.search)?,
             "seed": self.file.seed,
             "base": serde_json::to_value(&self.base)?,
         });
+        if let Some(refine) = &self.file.refine {
+            what["refine"] = serde_json::to_value(refine)?;
+        }
         Ok(format!(
             "{:x}",
             Sha256::digest(serde_json::to_string(&what)?.as_bytes())
@@ -238,9 +268,108 @@ impl Study {
         Ok(())
     }
 
+    fn final_stage_path(&self) -> PathBuf {
+        self.dir.join("final-stage.json")
+    }
+
+    /// The final stage of a two-stage search once fixed (`None` before, and for one stage).
+    pub fn final_stage(&self) -> Result<Option<FinalStage>> {
+        if self.file.refine.is_none() {
+            return Ok(None);
+        }
+        let path = self.final_stage_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let stage: FinalStage = serde_json::from_str(&text).with_context(|| {
+                    format!(
+                        "{}: expected {{\"first_trial\": N, \"centred_on\": I, \"search\": {{...}}}}",
+                        path.display()
+                    )
+                })?;
+                validate_space(&stage.search, &path.display().to_string())?;
+                Ok(Some(stage))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// The search space trial `index` draws from: the final stage's from its first trial on.
+    pub fn space_of(&self, index: u64) -> Result<SearchSpace> {
+        match self.final_stage()? {
+            Some(stage) if index >= stage.first_trial => Ok(stage.search),
+            _ => Ok(self.file.search.clone()),
+        }
+    }
+
+    /// Fixes the final stage of a two-stage search once its initial stage is complete (said on
+    /// stderr); returns it. An error while the initial stage is unfinished.
+    fn fix_final_stage(&self) -> Result<FinalStage> {
+        if let Some(stage) = self.final_stage()? {
+            return Ok(stage);
+        }
+        let Some(refine) = self.file.refine else {
+            bail!("{}: no refine stage", self.path.display());
+        };
+        let trials = self.trials()?;
+        let feasible = trials.values().filter(|r| r.feasible()).count() as u64;
+        if feasible < refine.initial_trials || !self.unfinished().is_empty() {
+            bail!(
+                "{}: the final stage starts after {} feasible initial trials ({feasible} so far{}); run the initial stage first",
+                self.path.display(),
+                refine.initial_trials,
+                if self.unfinished().is_empty() {
+                    ""
+                } else {
+                    ", some unfinished"
+                }
+            );
+        }
+        let best = self.best()?.expect("feasible trials exist");
+        let stage = FinalStage {
+            first_trial: trials.keys().next_back().map_or(0, |i| i + 1),
+            centred_on: best.index,
+            search: bigbatch_core::study::refine_space(
+                &self.file.search,
+                &best.point,
+                refine.width,
+            )
+            .with_context(|| format!("{}: refine", self.path.display()))?,
+        };
+        write_atomic(
+            &self.final_stage_path(),
+            serde_json::to_string_pretty(&stage)?.as_bytes(),
+        )?;
+        eprintln!(
+            "{}: final stage from trial {}, ranges centred on trial {}",
+            self.path.display(),
+            stage.first_trial,
+            stage.centred_on
+        );
+        Ok(stage)
+    }
+
     /// The config of trial `index`: the base with the point applied, checked like a config file.
+    /// In a two-stage study a trial of the final stage needs the stage fixed first.
     pub fn trial_config(&self, index: u64) -> Result<(RunConfig, BTreeMap<String, Value>)> {
-        let point = trial_point(&self.file.search, self.file.seed, index);
+        let space = match (&self.file.refine, self.final_stage()?) {
+            (Some(refine), None) if index >= refine.initial_trials && index > 0 => {
+                let done = self.trials()?;
+                if !done.contains_key(&index) && !self.trial_dir(index).exists() {
+                    // Beyond the initial trials only when some of them diverged.
+                    let feasible = done.values().filter(|r| r.feasible()).count() as u64;
+                    if feasible >= refine.initial_trials {
+                        bail!(
+                            "{}: trial {index} belongs to the final stage, which is not fixed yet (`bigbatch study run` fixes it when the initial stage is complete)",
+                            self.path.display()
+                        );
+                    }
+                }
+                self.file.search.clone()
+            }
+            _ => self.space_of(index)?,
+        };
+        let point = trial_point(&space, self.file.seed, index);
         let mut json = serde_json::to_value(&self.base)?;
         apply_point(&mut json, &point)?;
         let config: RunConfig = from_json_checked(json, "search point")?;
@@ -306,6 +435,28 @@ impl Study {
         Ok((fresh, tuned.len()))
     }
 
+    /// Seconds recorded by every finished trial, rerun and superseded rerun of the study (a run
+    /// resumed from a checkpoint records the time since its resume).
+    pub fn compute_seconds(&self) -> Result<f64> {
+        let mut dirs = vec![self.dir.join("trials"), self.dir.join("reruns")];
+        if let Ok(entries) = std::fs::read_dir(self.dir.join("superseded-reruns")) {
+            dirs.extend(
+                entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir()),
+            );
+        }
+        let mut seconds = 0.0;
+        for dir in dirs {
+            seconds += read_results(&dir)?
+                .values()
+                .map(|r| r.summary.seconds)
+                .sum::<f64>();
+        }
+        Ok(seconds)
+    }
+
     /// Started but unfinished trials (running, or killed).
     pub fn unfinished(&self) -> Vec<u64> {
         let Ok(entries) = std::fs::read_dir(self.dir.join("trials")) else {
@@ -366,10 +517,29 @@ impl Study {
     /// Runs trials (lowest unfinished index first) until `trials` feasible ones exist, on
     /// `workers` threads; diverged trials are kept and do not count. Stops with an error when the
     /// attempt cap is reached first.
+    /// A two-stage study runs its initial stage first, then fixes the final ranges and runs the
+    /// rest of the `trials` there.
     pub fn run(&self, trials: u64, workers: usize, backend: Backend) -> Result<()> {
         self.record_fingerprint()?;
         write_atomic(&self.dir.join("study.ron"), to_ron(&self.file)?.as_bytes())?;
         let max_attempts = self.file.max_attempts.unwrap_or(3 * trials);
+        if let Some(refine) = self.file.refine
+            && trials > refine.initial_trials
+            && self.final_stage()?.is_none()
+        {
+            self.run_until(refine.initial_trials, max_attempts, workers, backend)?;
+            self.fix_final_stage()?;
+        }
+        self.run_until(trials, max_attempts, workers, backend)
+    }
+
+    fn run_until(
+        &self,
+        trials: u64,
+        max_attempts: u64,
+        workers: usize,
+        backend: Backend,
+    ) -> Result<()> {
         let done = self.trials()?;
         struct Shared {
             next: u64,
@@ -633,7 +803,8 @@ impl Study {
         let Some(best) = self.best()? else {
             return Ok(Vec::new());
         };
-        Ok(near_edges(&self.file.search, &best.point, EDGE_MARGIN)
+        let space = self.space_of(best.index)?;
+        Ok(near_edges(&space, &best.point, EDGE_MARGIN)
             .into_iter()
             .map(|(key, u)| {
                 format!(
@@ -642,7 +813,7 @@ impl Study {
                         .get(bigbatch_core::study::key_paths(&key).next().unwrap_or(&key))
                         .map_or("-".into(), |v| v.to_string()),
                     100.0 * u,
-                    crate::report::scaling(&self.file.search[&key]),
+                    crate::report::scaling(&space[&key]),
                     if u < 0.5 { "lower" } else { "upper" }
                 )
             })

@@ -45,6 +45,7 @@ fn setup(dir: &Path) -> PathBuf {
         "schedule.eta_peak": {lr},
         "optimizer.default.weight_decay": Log(1e-5, 1e-3),
     }},
+    refine: (initial_trials: 1, width: 0.5),
 )"#,
                 model.display(),
                 r.join("configs/optimizers").join(optimizer).display()
@@ -75,6 +76,8 @@ fn setup(dir: &Path) -> PathBuf {
             paper: "Table 3",
             claim: Matches(candidate: "nesterov.ron", reference: "lars.ron"),
             delta: 0.01,
+            target: (reference: "lars.ron", rank: 2, round_to: 0.001),
+            deviations: [(what: "steps", paper: "2,512", here: "5")],
         ),
         (
             name: "warmup",
@@ -147,6 +150,55 @@ fn reproduce_runs_resumes_and_reports() {
             "fresh seeds: {name}"
         );
     }
+    // Two stages: trial 0 over the initial ranges, trial 1 over final ranges half as wide (in
+    // the log scale) centred on trial 0.
+    let lars = Study::load(&dir.join("lars.ron"), Some(out.join("studies/lars"))).unwrap();
+    let stage = lars.final_stage().unwrap().expect("final stage fixed");
+    assert_eq!((stage.first_trial, stage.centred_on), (1, 0));
+    let trials = lars.trials().unwrap();
+    let (peak0, peak1) = (
+        trials[&0].point["schedule.eta_peak"].as_f64().unwrap(),
+        trials[&1].point["schedule.eta_peak"].as_f64().unwrap(),
+    );
+    // Log(0.5, 5) is one decade: the final range is half a decade around trial 0's peak.
+    let (low, high) = (peak0 / 10f64.powf(0.25), peak0 * 10f64.powf(0.25));
+    assert!(
+        low * (1.0 - 1e-9) <= peak1 && peak1 <= high * (1.0 + 1e-9),
+        "{peak1} not in [{low}, {high}]"
+    );
+    assert_eq!(lars.space_of(0).unwrap(), lars.file.search);
+    assert_ne!(lars.space_of(1).unwrap(), lars.file.search);
+    // A final-stage trial cannot be composed before its stage is fixed.
+    let early = dir.join("early");
+    std::fs::create_dir_all(early.join("trials")).unwrap();
+    for name in ["fingerprint.txt", "trials/00000.json"] {
+        std::fs::copy(out.join("studies/lars").join(name), early.join(name)).unwrap();
+    }
+    let e = Study::load(&dir.join("lars.ron"), Some(early))
+        .unwrap()
+        .trial_config(1)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("final stage, which is not fixed yet"), "{e}");
+
+    // The target, fixed from the reference's trials before its reruns: the second-best trial's
+    // validation accuracy rounded down to a tenth of a point.
+    let mut metrics: Vec<f64> = trials.values().filter_map(|r| r.metric).collect();
+    metrics.sort_by(|a, b| b.partial_cmp(a).unwrap());
+    let targets: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("targets.json")).unwrap()).unwrap();
+    let value = targets["pair"]["value"].as_f64().unwrap();
+    assert!(
+        value <= metrics[1] && metrics[1] - value < 0.001 + 1e-9,
+        "{value} from {metrics:?}"
+    );
+    let how = targets["pair"]["how"].as_str().unwrap();
+    assert!(
+        how.contains("2nd best of 2 feasible tuning trials of lars.ron")
+            && how.contains("before any rerun"),
+        "{how}"
+    );
+
     // The sweep: p_warmup 1 and 2 for seeds 0 and 1, on the best point of the Nesterov study.
     let tuned = Study::load(
         &dir.join("nesterov.ron"),
@@ -194,7 +246,12 @@ fn reproduce_runs_resumes_and_reports() {
         readme.contains("cargo xtask reproduce --only pair"),
         "{readme}"
     );
-    assert!(out.join("pair/report.md").is_file());
+    let pair = std::fs::read_to_string(out.join("pair/report.md")).unwrap();
+    assert!(
+        pair.contains("| path | initial range | final range | best trial's value |")
+            && pair.contains("then trials from 1 over final ranges centred on trial 0"),
+        "{pair}"
+    );
     assert!(out.join("pair/accuracy_over_seeds.png").is_file());
     assert!(out.join("warmup/by_value.png").is_file());
     // Tidy and without duplicates: one row per study and metric (the sweep study has no reruns,
@@ -219,6 +276,12 @@ fn reproduce_runs_resumes_and_reports() {
         "2 and 2 fresh seeds",
         "margin delta 1.00 points",
         "tuning_budget.png",
+        "| steps | 2,512 | 5 |",
+        "Target: ",
+        "2nd best of 2 feasible tuning trials of lars.ron",
+        "halves (",
+        "Robustness (half of the trials): does not apply",
+        "CPU-hours in total",
     ] {
         assert!(readme.contains(needle), "{needle}:\n{readme}");
     }

@@ -40,6 +40,47 @@ pub struct Finding {
     /// The choices made for this finding and why.
     #[serde(default)]
     pub notes: String,
+    /// How the setting here departs from the paper's (printed as a table beside the verdict).
+    #[serde(default)]
+    pub deviations: Vec<Deviation>,
+    /// How the target is set: fixed from the reference study's own trials once they have run and
+    /// before any rerun ([`TargetRule`]); recorded in `<out>/targets.json`. Without it, the
+    /// studies' own `target` fields apply.
+    #[serde(default)]
+    pub target: Option<TargetRule>,
+}
+
+/// One departure from the paper's setting.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Deviation {
+    /// What (e.g. "steps", "batch", "search dimensions").
+    pub what: String,
+    /// The paper's value.
+    pub paper: String,
+    /// The value here.
+    pub here: String,
+}
+
+/// A target fixed the paper's way: a value the reference optimizer reaches on most seeds (the
+/// paper's LARS reaches 75.9% on 35 of 50), taken before the final runs from the reference's
+/// tuning trials: the `rank`-th best feasible trial's final metric (the best one is the most
+/// flattered by seed luck), rounded down to `round_to` (e.g. 0.001, a tenth of a point).
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TargetRule {
+    /// The reference study file (relative to the findings file).
+    pub reference: PathBuf,
+    pub rank: usize,
+    pub round_to: f64,
+}
+
+/// A target as fixed (`<out>/targets.json`, finding name -> this).
+#[derive(serde::Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct FixedTarget {
+    pub value: f64,
+    /// How it was set, in words (the rule, the trial it came from, its value and when).
+    pub how: String,
 }
 
 /// A claim over study files (relative to the findings file).

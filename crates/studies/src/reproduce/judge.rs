@@ -49,6 +49,9 @@ pub(super) struct Judged {
     /// The intervals and the rule applied (markdown).
     pub(super) details: String,
     pub(super) table: String,
+    /// The half-trials check: how many of the halves gave the same verdict, of how many
+    /// ([`half_trials_agreement`]); `None` where it does not apply, with the reason.
+    pub(super) robustness: Result<(usize, usize), String>,
 }
 
 impl Judged {
@@ -58,8 +61,51 @@ impl Judged {
             numbers: progress,
             details: String::new(),
             table,
+            robustness: Err("not judged yet".into()),
         }
     }
+}
+
+/// Halves drawn by the half-trials check.
+pub const HALVES: usize = 20;
+
+/// The verdict's robustness to the tuning: for each of [`HALVES`] random halves of every study's
+/// feasible trials (ChaCha8 seeded by the bootstrap seed), the study's fresh-seed values shifted
+/// by (best of the half - best of all), the tuning effect a search with half the trials would
+/// have had (as the tuning noise of [`crate::stats::difference`]), and the verdict taken again.
+/// Returns how many halves agree with `full`.
+fn half_trials_agreement(
+    a: &StudyValues,
+    b: &StudyValues,
+    full: Verdict,
+    boot: &Bootstrap,
+    verdict_of: &dyn Fn(&StudyValues, &StudyValues) -> Result<Verdict>,
+) -> Result<(usize, usize)> {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(boot.seed ^ 0x4841_4c46);
+    let best = |t: &[f64]| t.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let half = |v: &StudyValues, rng: &mut rand_chacha::ChaCha8Rng| {
+        let mut trials = v.trials.clone();
+        trials.shuffle(rng);
+        trials.truncate(v.trials.len().div_ceil(2));
+        let shift = best(&trials) - best(&v.trials);
+        let moved = |x: &[f64]| x.iter().map(|y| y + shift).collect::<Vec<f64>>();
+        StudyValues {
+            metric: moved(&v.metric),
+            val: moved(&v.val),
+            train: moved(&v.train),
+            trials,
+        }
+    };
+    let mut agree = 0;
+    for _ in 0..HALVES {
+        let (ha, hb) = (half(a, &mut rng), half(b, &mut rng));
+        if verdict_of(&ha, &hb)? == full {
+            agree += 1;
+        }
+    }
+    Ok((agree, HALVES))
 }
 
 /// One study's numbers: its rerun statistics, the fresh seeds' final values and the feasible
@@ -194,7 +240,35 @@ fn judge_pair(
                     )?;
                 }
             }
+            let pair_verdict = |x: &StudyValues, y: &StudyValues| -> Result<Verdict> {
+                let i = difference(
+                    Group {
+                        seeds: &x.metric,
+                        trials: Some(&x.trials),
+                    },
+                    Group {
+                        seeds: &y.metric,
+                        trials: Some(&y.trials),
+                    },
+                    Statistic::Mean,
+                    true,
+                    boot,
+                )?;
+                Ok(if kind == Pair::Matches {
+                    rules::matches(&i, delta)
+                } else {
+                    rules::beats(&i)
+                })
+            };
+            let robustness = Ok(half_trials_agreement(
+                &a.values,
+                &b.values,
+                verdict,
+                boot,
+                &pair_verdict,
+            )?);
             Judged {
+                robustness,
                 verdict,
                 numbers: format!(
                     "mean {metric} {na} - {nb}: {} points, {level} interval {} with tuning noise \
@@ -259,7 +333,24 @@ fn judge_pair(
                     seeds_to_decide(x, y, i.estimate - boundary)
                 )?;
             }
+            let gap_verdict = |x: &StudyValues, y: &StudyValues| -> Result<Verdict> {
+                let g = |v| Group {
+                    seeds: v,
+                    trials: None,
+                };
+                let val = difference(g(&x.val), g(&y.val), Statistic::Mean, false, boot)?;
+                let train = difference(g(&x.train), g(&y.train), Statistic::Mean, false, boot)?;
+                Ok(rules::train_gap(&val, &train, delta))
+            };
+            let robustness = Ok(half_trials_agreement(
+                &a.values,
+                &b.values,
+                verdict,
+                boot,
+                &gap_verdict,
+            )?);
             Judged {
+                robustness,
                 verdict,
                 numbers: format!(
                     "mean train {na} - {nb}: {} points {level} {}; mean validation {} points {}; \
@@ -436,6 +527,11 @@ fn judge_best_value(
         numbers: numbers.join("; "),
         details,
         table,
+        robustness: Err(
+            "does not apply: the sweep runs the source study's best point only; a half of its \
+             trials could select another point, whose sweep was not run"
+                .into(),
+        ),
     })
 }
 

@@ -37,7 +37,9 @@ pub mod findings;
 pub mod judge;
 mod page;
 
-pub use findings::{Budget, Claim, Finding, FindingsFile, Verdict};
+pub use findings::{
+    Budget, Claim, Deviation, Finding, FindingsFile, FixedTarget, TargetRule, Verdict,
+};
 pub use judge::best_value_verdict;
 
 use crate::study::Study;
@@ -148,20 +150,26 @@ impl Reproduction {
                 }
             }
         }
-        for (path, rerun) in &tuned {
+        // The trials of every study first, then the targets (fixed from the references' trials
+        // before any rerun), then the reruns: as the paper, which fixed its target in advance.
+        for (path, _) in &tuned {
             let study = self.study(path)?;
-            eprintln!(
-                "== {}: {} trials{}",
-                path.display(),
-                budget.trials,
-                if *rerun {
-                    format!(", then the best point over {} seeds", budget.seeds)
-                } else {
-                    String::new()
-                }
-            );
+            eprintln!("== {}: {} trials", path.display(), budget.trials);
             study.run(budget.trials, budget.workers, backend)?;
+        }
+        for f in &findings {
+            if let Some(fixed) = self.fix_target(f)? {
+                eprintln!("== {}: target {} ({})", f.name, fixed.value, fixed.how);
+            }
+        }
+        for (path, rerun) in &tuned {
             if *rerun {
+                let study = self.study(path)?;
+                eprintln!(
+                    "== {}: the best point over {} fresh seeds",
+                    path.display(),
+                    budget.seeds
+                );
                 study.rerun(budget.seeds, budget.workers, backend)?;
             }
         }
@@ -178,6 +186,86 @@ impl Reproduction {
             study.run(trials, budget.workers, backend)?;
         }
         Ok(())
+    }
+
+    fn targets_path(&self) -> PathBuf {
+        self.out.join("targets.json")
+    }
+
+    /// The targets fixed so far (`<out>/targets.json`), by finding name.
+    pub fn targets(&self) -> Result<BTreeMap<String, FixedTarget>> {
+        let path = self.targets_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{}: expected {{\"<finding>\": {{\"value\": x, \"how\": \"...\"}}, ...}}",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Fixes the finding's target by its rule from the reference study's trials, once, and
+    /// records it; a target already recorded is never recomputed. `None` without a rule.
+    pub fn fix_target(&self, f: &Finding) -> Result<Option<FixedTarget>> {
+        let Some(rule) = &f.target else {
+            return Ok(None);
+        };
+        let mut targets = self.targets()?;
+        if let Some(fixed) = targets.get(&f.name) {
+            return Ok(Some(fixed.clone()));
+        }
+        let reference = self.study(&rule.reference)?;
+        let mut feasible: Vec<_> = reference
+            .trials()?
+            .into_values()
+            .filter(|r| r.feasible())
+            .collect();
+        // Best first; ties by the lower index, as `Study::best`.
+        feasible.sort_by(|a, b| {
+            b.metric
+                .partial_cmp(&a.metric)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.index.cmp(&b.index))
+        });
+        let Some(trial) = feasible.get(rule.rank.max(1) - 1) else {
+            bail!(
+                "{}: target: {} has {} feasible trials, fewer than rank {}",
+                f.name,
+                rule.reference.display(),
+                feasible.len(),
+                rule.rank
+            );
+        };
+        let metric = trial.metric.unwrap_or(0.0);
+        let value = (metric / rule.round_to + 1e-9).floor() * rule.round_to;
+        let value = (value * 1e9).round() / 1e9;
+        let reruns = reference.reruns()?.len();
+        let fixed = FixedTarget {
+            value,
+            how: format!(
+                "the {} best of {} feasible tuning trials of {} (trial {}, {}) rounded down to a multiple of {}; fixed when those trials had finished, {}",
+                ordinal(rule.rank.max(1)),
+                feasible.len(),
+                rule.reference.display(),
+                trial.index,
+                crate::report::pct(metric),
+                rule.round_to,
+                if reruns == 0 {
+                    "before any rerun".to_string()
+                } else {
+                    format!("after {reruns} reruns of the reference had run")
+                }
+            ),
+        };
+        targets.insert(f.name.clone(), fixed.clone());
+        write_atomic(
+            &self.targets_path(),
+            serde_json::to_string_pretty(&targets)?.as_bytes(),
+        )?;
+        Ok(Some(fixed))
     }
 
     fn budget_path(&self) -> PathBuf {
@@ -251,8 +339,30 @@ impl Reproduction {
             Claim::BestValue { expected, .. } => expected.iter().map(|(p, _)| p).collect(),
             claim => claim.tuned(),
         };
-        paths.into_iter().map(|p| self.study(p)).collect()
+        let target = self.targets()?.get(&f.name).map(|t| t.value);
+        paths
+            .into_iter()
+            .map(|p| {
+                let mut study = self.study(p)?;
+                if f.target.is_some() {
+                    study.file.target = target;
+                }
+                Ok(study)
+            })
+            .collect()
     }
+}
+
+/// "1st", "2nd", "3rd", "4th", ...
+pub(super) fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 /// `bigbatch reproduce`: run the selected findings (unless `report_only`), then write the report

@@ -27,6 +27,8 @@ impl Reproduction {
         let mut sections = String::new();
         let mut csv = String::new();
         let mut csv_studies = std::collections::BTreeSet::new();
+        let targets = self.targets()?;
+        let mut all_studies: std::collections::BTreeMap<PathBuf, f64> = Default::default();
         for f in &findings {
             if let Some(waiting) = self.waiting_for(f)? {
                 writeln!(
@@ -39,6 +41,12 @@ impl Reproduction {
                 continue;
             }
             let studies = self.studies_of(f)?;
+            for study in &studies {
+                all_studies.insert(
+                    study.dir.clone(),
+                    compute_hours(std::slice::from_ref(study))?,
+                );
+            }
             let budget = self.budget(&f.name)?;
             let judged = judge(f, &studies, &budget, &boot)?;
             writeln!(
@@ -69,6 +77,39 @@ impl Reproduction {
             }
             if !judged.details.is_empty() {
                 writeln!(sections, "\n{}\n", judged.details.trim())?;
+            }
+            writeln!(sections, "{}", robustness_line(&judged.robustness))?;
+            if let Some(rule) = &f.target {
+                match targets.get(&f.name) {
+                    Some(t) => writeln!(
+                        sections,
+                        "Target: {} ({}).\n",
+                        crate::report::pct(t.value),
+                        t.how
+                    )?,
+                    None => writeln!(
+                        sections,
+                        "Target: not fixed yet (it will be the {} best feasible trial of {}, rounded down to a multiple of {}, once those trials have run).\n",
+                        super::ordinal(rule.rank),
+                        rule.reference.display(),
+                        rule.round_to
+                    )?,
+                }
+            }
+            let hours = compute_hours(&studies)?;
+            writeln!(
+                sections,
+                "Compute: {hours:.1} CPU-hours (the recorded wall time of every trial and rerun of these studies, each run on one process).\n"
+            )?;
+            if !f.deviations.is_empty() {
+                writeln!(
+                    sections,
+                    "Deviations from the paper's setting:\n\n| | paper | here |\n|---|---|---|"
+                )?;
+                for d in &f.deviations {
+                    writeln!(sections, "| {} | {} | {} |", d.what, d.paper, d.here)?;
+                }
+                writeln!(sections)?;
             }
             writeln!(
                 sections,
@@ -145,6 +186,13 @@ impl Reproduction {
              margin delta of each finding is given with it.\n",
             boot.method()
         )?;
+        {
+            writeln!(
+                md,
+                "\nCompute: {:.1} CPU-hours in total over the studies above (per finding with each finding).",
+                all_studies.values().sum::<f64>()
+            )?;
+        }
         md += &sections;
         let readme = self.out.join("README.md");
         write_atomic(&readme, md.as_bytes())?;
@@ -162,6 +210,27 @@ impl Reproduction {
             name = f.name
         )
     }
+}
+
+/// The half-trials check in words.
+fn robustness_line(r: &std::result::Result<(usize, usize), String>) -> String {
+    match r {
+        Ok((agree, halves)) => format!(
+            "Robustness: the same verdict from a random half of each study's trials in {agree} of {halves} halves ({:.0}%; each half's best trial shifts the study's values by its distance from the best of all).\n",
+            100.0 * *agree as f64 / (*halves).max(1) as f64
+        ),
+        Err(why) => format!("Robustness (half of the trials): {why}.\n"),
+    }
+}
+
+/// CPU-hours spent on the studies: the recorded seconds of every trial, rerun and superseded
+/// rerun (a run resumed from a checkpoint counts the time since its resume).
+fn compute_hours(studies: &[crate::study::Study]) -> Result<f64> {
+    let mut seconds = 0.0;
+    for study in studies {
+        seconds += study.compute_seconds()?;
+    }
+    Ok(seconds / 3600.0)
 }
 
 /// GitHub's heading anchor: lower case, spaces to dashes, other punctuation dropped.
