@@ -322,6 +322,76 @@ fn shipped_configs_compose_and_assign_groups() {
     assert!(checked >= 3, "only {checked} optimizer configs found");
 }
 
+/// A model's own optimizer presets (`configs/optimizers/<model>/<optimizer>.ron`, picked by
+/// `cargo xtask train <model> <optimizer>`) name the study trial they were tuned by
+/// (`// tuned: <study file> <study dir> trial <N>`), and their optimizer and schedule are that
+/// trial's, composed over the model: a preset cannot drift from its stated source.
+#[test]
+fn model_presets_are_their_tuned_trials() {
+    bigbatch_cli::link_plugins();
+    let presets = root().join("configs/optimizers");
+    let mut checked = 0;
+    for model_dir in std::fs::read_dir(&presets).unwrap() {
+        let model_dir = model_dir.unwrap().path();
+        if !model_dir.is_dir() {
+            continue;
+        }
+        let model = model_dir.file_name().unwrap().to_str().unwrap().to_string();
+        let model_file = root().join("configs/models").join(format!("{model}.ron"));
+        assert!(
+            model_file.is_file(),
+            "{}: no model {model}",
+            model_dir.display()
+        );
+        for preset in std::fs::read_dir(&model_dir).unwrap() {
+            let preset = preset.unwrap().path();
+            let text = std::fs::read_to_string(&preset).unwrap();
+            let tuned = text
+                .lines()
+                .find_map(|l| l.strip_prefix("// tuned: "))
+                .unwrap_or_else(|| panic!("{}: no `// tuned:` line", preset.display()));
+            let words: Vec<&str> = tuned.split_whitespace().collect();
+            let [study_file, study_dir, "trial", index] = words.as_slice() else {
+                panic!(
+                    "{}: expected `// tuned: <study file> <study dir> trial <N>`, got {tuned}",
+                    preset.display()
+                );
+            };
+            let study = bigbatch_studies::study::Study::load(
+                &root().join(study_file),
+                Some(root().join(study_dir)),
+            )
+            .unwrap();
+            let index: u64 = index.parse().unwrap();
+            assert!(
+                study.trials().unwrap()[&index].feasible(),
+                "{}",
+                preset.display()
+            );
+            let (trial, _) = study.trial_config(index).unwrap();
+            let composed = bigbatch_engine::run_config::RunConfig::compose(
+                &[model_file.clone(), preset.clone()],
+                &[],
+            )
+            .unwrap();
+            assert_eq!(
+                serde_json::to_value(&composed.optimizer).unwrap(),
+                serde_json::to_value(&trial.optimizer).unwrap(),
+                "{}: optimizer",
+                preset.display()
+            );
+            assert_eq!(
+                serde_json::to_value(&composed.schedule).unwrap(),
+                serde_json::to_value(&trial.schedule).unwrap(),
+                "{}: schedule",
+                preset.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "only {checked} model presets found");
+}
+
 #[path = "support/faults.rs"]
 mod faults;
 
@@ -336,6 +406,9 @@ mod replay;
 
 #[path = "support/reproduce.rs"]
 mod reproduce;
+
+#[path = "support/slurm.rs"]
+mod slurm;
 
 #[path = "support/study.rs"]
 mod study;

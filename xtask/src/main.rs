@@ -76,6 +76,20 @@ fn available(dir: &Path) -> String {
     names.join(", ")
 }
 
+/// The optimizer file of a pairing: the model's own tuned preset
+/// (`configs/optimizers/<model>/<optimizer>.ron`) where there is one, else the generic
+/// `configs/optimizers/<optimizer>.ron`.
+fn optimizer_file(model: &str, optimizer: &str) -> Result<PathBuf> {
+    let tuned = root()
+        .join("configs/optimizers")
+        .join(model)
+        .join(format!("{optimizer}.ron"));
+    if tuned.is_file() {
+        return Ok(tuned);
+    }
+    config_file("optimizers", optimizer)
+}
+
 fn config_file(kind: &str, name: &str) -> Result<PathBuf> {
     let dir = root().join("configs").join(kind);
     let path = dir.join(format!("{name}.ron"));
@@ -111,7 +125,7 @@ fn train(args: &[String]) -> Result<()> {
         );
     };
     let model_file = config_file("models", model)?;
-    let optimizer_file = config_file("optimizers", optimizer)?;
+    let optimizer_file = optimizer_file(model, optimizer)?;
     let out = root().join("runs").join(format!("{model}-{optimizer}"));
     // A run directory is never reused: an earlier run of the same pair is kept beside it.
     if out.exists() {
@@ -517,6 +531,14 @@ fn test(wgpu: bool) -> Result<()> {
     if let Some(dir) = xdg_runtime_dir {
         run.env("XDG_RUNTIME_DIR", dir);
     }
+    // The real-Slurm test (tests/tests/support/slurm.rs) runs where Slurm is installed (here,
+    // by apt-get where missing) and must not skip then; elsewhere it says it skipped.
+    match ensure_slurm() {
+        Ok(()) => {
+            run.env("BIGBATCH_REQUIRE_SLURM", "1");
+        }
+        Err(e) => eprintln!("xtask: {e:#}; the real-Slurm test will say it skipped"),
+    }
     // The tests include the device check's dry run on the CPU at tiny sizes
     // (benches/device_check.rs, `dry_run_on_the_cpu`): every part of the script a GPU machine
     // runs executes, in the tests' build.
@@ -616,6 +638,54 @@ fn ensure_vulkan() -> Result<PathBuf> {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(dir)
+}
+
+/// Installs Debian's Slurm (controller, node daemon, client, basic plugins) when missing, as
+/// root with apt-get; the test starts its own daemons on a generated configuration.
+fn ensure_slurm() -> Result<()> {
+    let installed = |p: &str| {
+        ["/usr/sbin", "/usr/bin", "/sbin"]
+            .iter()
+            .any(|d| Path::new(d).join(p).exists())
+    };
+    let all = || {
+        ["slurmctld", "slurmd", "sbatch", "scontrol"]
+            .iter()
+            .all(|p| installed(p))
+    };
+    if all() {
+        return Ok(());
+    }
+    let root_user = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !(root_user && Path::new("/usr/bin/apt-get").exists()) {
+        bail!(
+            "Slurm is not installed and cannot be installed here (needs root and apt-get: apt-get install slurmctld slurmd slurm-client slurm-wlm-basic-plugins)"
+        );
+    }
+    eprintln!(
+        "xtask: installing Slurm for the cluster test (apt-get install slurmctld slurmd slurm-client slurm-wlm-basic-plugins)"
+    );
+    status(Command::new("apt-get").args(["update", "-q"]))?;
+    status(
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-q",
+                "slurmctld",
+                "slurmd",
+                "slurm-client",
+                "slurm-wlm-basic-plugins",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    if !all() {
+        bail!("apt-get installed Slurm but its programs are not in /usr/sbin or /usr/bin");
+    }
+    Ok(())
 }
 
 fn status(cmd: &mut Command) -> Result<()> {

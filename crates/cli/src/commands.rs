@@ -10,9 +10,11 @@ use bigbatch_engine::backend::{self, Backend};
 use bigbatch_engine::run_config::{DataSource, RunConfig, compose_optimizer};
 use bigbatch_engine::train::{self, RunOptions, Status};
 use bigbatch_engine::workload;
+use bigbatch_studies::slurm::SlurmOptions;
 use bigbatch_studies::study::{Study, describe_result};
 use bigbatch_studies::{report, reproduce};
 use bigbatch_workloads::bert_data;
+use clap::ValueEnum;
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -232,23 +234,51 @@ enum StudyCommand {
         index: u64,
         #[arg(long, value_enum, default_value = "cpu")]
         backend: BackendArg,
+        /// Share each micro-batch across these device indices (`0,1`).
+        #[arg(long, value_delimiter = ',')]
+        devices: Option<Vec<usize>>,
     },
-    /// Write an `sbatch --array` script that runs the study's trials through `study trial`.
+    /// Write an `sbatch --array` script that runs the study's missing trials through `study
+    /// trial` (absolute quoted paths, logs appended across requeues, SIGTERM before the time
+    /// limit checkpoints and requeues); `--submit` submits it and chains the rerun and report.
     Slurm {
         #[command(flatten)]
         args: StudyArgs,
-        /// Array size: trial indices 0 .. attempts-1.
+        /// Trial indices 0 .. attempts-1, at most the study's max_attempts (default: its
+        /// max_attempts); only indices without a result are submitted.
         #[arg(long)]
-        attempts: u64,
+        attempts: Option<u64>,
         /// Extra `#SBATCH` lines (e.g. `--sbatch "--gres=gpu:1"`), repeatable.
         #[arg(long = "sbatch", allow_hyphen_values = true)]
         sbatch: Vec<String>,
         /// Path of the bigbatch binary on the cluster (default: this binary).
         #[arg(long)]
-        binary: Option<String>,
+        binary: Option<PathBuf>,
         /// Script path (default: DIR/slurm.sh).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Print the script on standard output instead of writing it.
+        #[arg(long, conflicts_with_all = ["out", "submit"])]
+        print: bool,
+        /// The backend every task trains on.
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendArg,
+        /// Device indices every task shares its batch across (`0,1`).
+        #[arg(long, value_delimiter = ',')]
+        devices: Option<Vec<usize>>,
+        /// Seconds before the time limit at which Slurm sends SIGTERM (the trial checkpoints
+        /// and the task requeues).
+        #[arg(long, default_value_t = 120)]
+        signal_seconds: u64,
+        /// Submit the script with sbatch (prints the job ids).
+        #[arg(long)]
+        submit: bool,
+        /// After the array succeeds (`afterok`), rerun the best point over K fresh seeds.
+        #[arg(long, requires = "submit")]
+        then_rerun: Option<u64>,
+        /// After the rerun (or the array) succeeds, write `bigbatch report` into DIR.
+        #[arg(long, requires = "submit")]
+        then_report: Option<PathBuf>,
     },
     /// Progress: finished, diverged, unfinished trials and the best so far.
     Status {
@@ -268,6 +298,9 @@ enum StudyCommand {
         workers: usize,
         #[arg(long, value_enum, default_value = "cpu")]
         backend: BackendArg,
+        /// Share each micro-batch across these device indices (`0,1`).
+        #[arg(long, value_delimiter = ',')]
+        devices: Option<Vec<usize>>,
     },
 }
 
@@ -358,6 +391,16 @@ where
                         "diverged: {}",
                         summary.reason.as_deref().unwrap_or("non-finite loss")
                     );
+                }
+                Status::Interrupted => {
+                    return Err(bigbatch_engine::interrupt::Interrupted {
+                        what: format!(
+                            "{}; continue with --resume --out {}",
+                            summary.reason.as_deref().unwrap_or("stopped"),
+                            out_dir.display()
+                        ),
+                    }
+                    .into());
                 }
             }
             Ok(())
@@ -526,11 +569,27 @@ fn study_command(command: StudyCommand) -> Result<()> {
             args,
             index,
             backend,
+            devices,
         } => {
-            let study = args.open()?;
-            let r = study.run_trial(index, backend.into())?;
-            println!("{}", describe_result(&r));
-            Ok(())
+            let mut study = args.open()?;
+            study.devices = devices;
+            match study.run_trial(index, backend.into()) {
+                Ok(r) => {
+                    println!("{}", describe_result(&r));
+                    Ok(())
+                }
+                // A duplicate submission: another process runs this trial, which is fine.
+                Err(e) => match e.downcast::<bigbatch_engine::run_dir::RunInUse>() {
+                    Ok(in_use) => {
+                        println!(
+                            "trial {index}: running in another process ({}); skipped",
+                            in_use.holder
+                        );
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+            }
         }
         StudyCommand::Slurm {
             args,
@@ -538,23 +597,113 @@ fn study_command(command: StudyCommand) -> Result<()> {
             sbatch,
             binary,
             out,
+            print,
+            backend,
+            devices,
+            signal_seconds,
+            submit,
+            then_rerun,
+            then_report,
         } => {
             let study = args.open()?;
-            let binary = match binary {
-                Some(b) => b,
-                None => std::env::current_exe()?.display().to_string(),
+            let attempts = study.slurm_attempts(attempts)?;
+            let indices = study.missing_indices(attempts)?;
+            let backend_name = backend
+                .to_possible_value()
+                .map(|v| v.get_name().to_string())
+                .unwrap_or_else(|| "cpu".into());
+            let options = SlurmOptions {
+                attempts,
+                backend: backend_name.clone(),
+                devices: devices.clone(),
+                sbatch,
+                binary: match binary {
+                    Some(b) => b,
+                    None => std::env::current_exe()?,
+                },
+                signal_seconds,
             };
-            let extra: String = sbatch.iter().map(|l| format!("#SBATCH {l}\n")).collect();
-            let path = out.unwrap_or_else(|| study.dir.join("slurm.sh"));
-            write_atomic(
-                &path,
-                study.slurm_script(attempts, &binary, &extra).as_bytes(),
-            )?;
-            println!(
-                "wrote {} (submit with: sbatch {})",
-                path.display(),
-                path.display()
-            );
+            if indices.is_empty() && !submit {
+                println!(
+                    "{}: every trial index below {attempts} has a result; nothing to submit",
+                    study.path.display()
+                );
+                return Ok(());
+            }
+            std::fs::create_dir_all(&study.dir)
+                .with_context(|| format!("cannot create {}", study.dir.display()))?;
+            let mut array_job = None;
+            if !indices.is_empty() {
+                let script = study.slurm_script(&indices, &options)?;
+                if print {
+                    print!("{script}");
+                    return Ok(());
+                }
+                let path = out.unwrap_or_else(|| study.dir.join("slurm.sh"));
+                write_script(&path, &script)?;
+                println!(
+                    "wrote {} ({} trial indices: {})",
+                    path.display(),
+                    indices.len(),
+                    bigbatch_studies::slurm::array_ranges(&indices)
+                );
+                if submit {
+                    let id = bigbatch_studies::slurm::submit(&path, None)?;
+                    println!("submitted the trials: job {id}");
+                    array_job = Some(id);
+                } else {
+                    println!("submit with: sbatch {}", path.display());
+                }
+            } else {
+                println!(
+                    "{}: every trial index below {attempts} has a result; chaining after none",
+                    study.path.display()
+                );
+            }
+            if submit {
+                let study_path = std::path::absolute(&study.path)?.display().to_string();
+                let dir = std::path::absolute(&study.dir)?.display().to_string();
+                let mut after = array_job;
+                if let Some(seeds) = then_rerun {
+                    let mut command = vec![
+                        "study".to_string(),
+                        "rerun".into(),
+                        study_path.clone(),
+                        "--dir".into(),
+                        dir.clone(),
+                        "--seeds".into(),
+                        seeds.to_string(),
+                        "--backend".into(),
+                        backend_name.clone(),
+                    ];
+                    if let Some(d) = &devices {
+                        let list: Vec<String> = d.iter().map(|x| x.to_string()).collect();
+                        command.extend(["--devices".into(), list.join(",")]);
+                    }
+                    let script = study.slurm_step_script("rerun", &command, &options)?;
+                    let path = study.dir.join("slurm-rerun.sh");
+                    write_script(&path, &script)?;
+                    let id = bigbatch_studies::slurm::submit(&path, after.as_deref())?;
+                    println!("submitted the rerun over {seeds} fresh seeds: job {id}");
+                    after = Some(id);
+                }
+                if let Some(report) = then_report {
+                    let report = std::path::absolute(&report)?.display().to_string();
+                    let command = vec![
+                        "report".to_string(),
+                        study_path.clone(),
+                        "--dir".into(),
+                        dir.clone(),
+                        "--out".into(),
+                        report,
+                    ];
+                    let script = study.slurm_step_script("report", &command, &options)?;
+                    let path = study.dir.join("slurm-report.sh");
+                    write_script(&path, &script)?;
+                    let id = bigbatch_studies::slurm::submit(&path, after.as_deref())?;
+                    println!("submitted the report: job {id}");
+                }
+            }
             Ok(())
         }
         StudyCommand::Status { args } => print_status(&args.open()?),
@@ -563,13 +712,26 @@ fn study_command(command: StudyCommand) -> Result<()> {
             seeds,
             workers,
             backend,
+            devices,
         } => {
-            let study = args.open()?;
+            let mut study = args.open()?;
+            study.devices = devices;
             study.rerun(seeds, workers, backend.into())?;
             let stats = study.rerun_stats()?;
             println!("{}", serde_json::to_string_pretty(&stats)?);
             Ok(())
         }
+    }
+}
+
+/// Writes a script: atomically to a regular file (or a new path), directly through anything else
+/// (a link such as `/dev/stdout`, a device, a pipe), which must not be replaced by a file.
+fn write_script(path: &std::path::Path, script: &str) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.is_file() => {
+            std::fs::write(path, script).with_context(|| format!("cannot write {}", path.display()))
+        }
+        _ => write_atomic(path, script.as_bytes()),
     }
 }
 

@@ -12,6 +12,7 @@
 //! register a [`workload::WorkloadPlugin`]. [`backend`] is the one module that names a backend.
 
 pub mod backend;
+pub mod interrupt;
 pub mod run;
 pub mod run_config;
 pub mod run_dir;

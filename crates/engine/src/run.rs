@@ -14,6 +14,9 @@ use std::path::PathBuf;
 pub enum Status {
     Completed,
     Diverged,
+    /// Stopped by SIGTERM or SIGINT after a step, with a checkpoint at that step
+    /// ([`crate::interrupt`]); `--resume` continues it exactly.
+    Interrupted,
 }
 
 /// `summary.json`.
@@ -22,7 +25,8 @@ pub struct RunSummary {
     pub status: Status,
     /// Updates applied.
     pub steps: u64,
-    /// For a diverged run: why (e.g. `loss is NaN`), at step `steps`.
+    /// For a diverged run: why (e.g. `loss is NaN`), at step `steps`; for an interrupted one,
+    /// where it stopped.
     pub reason: Option<String>,
     pub final_val_accuracy: Option<f64>,
     pub final_train_accuracy: Option<f64>,

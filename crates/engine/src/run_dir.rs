@@ -41,21 +41,27 @@ impl RunLock {
             .truncate(false)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                bail!(
-                    "{} is in use by another run (process {}, lock {}); a run directory is never shared by two processes: wait for it or use another --out",
-                    dir.display(),
-                    if holder.is_empty() { "unknown" } else { holder },
-                    path.display()
-                );
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        // A few tries: `study status` probes the lock for an instant (RunLock::holder).
+        let mut tries = 0;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if tries < 5 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let mut holder = String::new();
+                    let _ = file.read_to_string(&mut holder);
+                    return Err(RunInUse {
+                        dir: dir.to_path_buf(),
+                        holder: holder.trim().to_string(),
+                    }
+                    .into());
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+                }
             }
         }
         file.set_len(0)?;
@@ -63,7 +69,53 @@ impl RunLock {
         file.flush()?;
         Ok(Self { _file: file })
     }
+
+    /// The process holding the lock of `dir` (its pid as written), or `None` when no live
+    /// process holds it (never run, finished, or killed: the operating system releases the lock
+    /// of a dead process).
+    pub fn holder(dir: &Path) -> Option<String> {
+        let path = dir.join("run.lock");
+        let mut file = std::fs::File::open(&path).ok()?;
+        match file.try_lock_shared() {
+            Ok(()) => None,
+            Err(_) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                Some(if holder.trim().is_empty() {
+                    "unknown".into()
+                } else {
+                    holder.trim().to_string()
+                })
+            }
+        }
+    }
 }
+
+/// The error of [`RunLock::acquire`] when another process holds the directory.
+#[derive(Debug)]
+pub struct RunInUse {
+    pub dir: std::path::PathBuf,
+    /// The holder's pid as it wrote it.
+    pub holder: String,
+}
+
+impl std::fmt::Display for RunInUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is in use by another run (process {}, lock {}); a run directory is never shared by two processes: wait for it or use another --out",
+            self.dir.display(),
+            if self.holder.is_empty() {
+                "unknown"
+            } else {
+                &self.holder
+            },
+            self.dir.join("run.lock").display()
+        )
+    }
+}
+
+impl std::error::Error for RunInUse {}
 
 /// One checkpoint directory and the SHA-256 of each of its files.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

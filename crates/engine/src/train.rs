@@ -195,6 +195,7 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
     let mut training_time = std::time::Duration::ZERO;
     for step in start..t.steps {
         let lr = run.schedule.lr(step);
+        let mut checkpointed = false;
         let step_started = std::time::Instant::now();
         let batch = workload.next_batch()?;
         let random = workload.draws_randomness();
@@ -257,6 +258,20 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
             summary.final_val_accuracy = Some(e.val_accuracy);
             summary.final_train_accuracy = Some(e.train_accuracy);
             save_checkpoint(out, step + 1, &model, &optimizer)?;
+            checkpointed = true;
+        }
+        if crate::interrupt::requested() && step + 1 < t.steps {
+            // SIGTERM/SIGINT: keep everything up to this step and stop; `--resume` continues.
+            if !checkpointed {
+                save_checkpoint(out, step + 1, &model, &optimizer)?;
+            }
+            metrics.write(&json!({"interrupted_at": step + 1}))?;
+            summary.status = Status::Interrupted;
+            summary.reason = Some(format!(
+                "interrupted after step {} (checkpoint written; --resume continues)",
+                step + 1
+            ));
+            break;
         }
     }
     bar.finish_and_clear();

@@ -26,6 +26,7 @@ use bigbatch_core::study::{
 };
 use bigbatch_engine::backend::Backend;
 use bigbatch_engine::run_config::RunConfig;
+use bigbatch_engine::run_dir::{RunInUse, RunLock};
 use bigbatch_engine::train::{self, RunOptions, RunSummary, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -124,6 +125,9 @@ pub struct Study {
     pub file: StudyFile,
     pub base: RunConfig,
     pub dir: PathBuf,
+    /// Device indices every trial and rerun shares its batch across (`--devices`; unset: the
+    /// config's). How the batch is cut does not change a run's mathematics.
+    pub devices: Option<Vec<usize>>,
     /// For a `best_of` study: the seeds the source study's trials ran with (its runs with those
     /// seeds repeat a tuning run, so they are not fresh).
     source_seeds: BTreeSet<u64>,
@@ -183,6 +187,7 @@ impl Study {
             file,
             base,
             dir,
+            devices: None,
             source_seeds,
         };
         study
@@ -491,6 +496,11 @@ impl Study {
         if let Some(done) = read_result(&result_path)? {
             return Ok(done);
         }
+        let mut config = config;
+        if let Some(devices) = &self.devices {
+            config.train.devices = Some(devices.clone());
+            config.validate().context("--devices")?;
+        }
         // An unfinished run (a killed worker) continues from its newest checkpoint, which gives
         // exactly the result of an uninterrupted run; without a checkpoint it starts over.
         let options = RunOptions {
@@ -500,6 +510,17 @@ impl Study {
             restart_without_checkpoint: true,
         };
         let summary = train::run(&config, backend, &options)?;
+        if summary.status == Status::Interrupted {
+            // No result: the run is unfinished and continues from its checkpoint next time.
+            return Err(bigbatch_engine::interrupt::Interrupted {
+                what: format!(
+                    "{} {}; the next `study run`, `study trial` or `study rerun` continues it",
+                    run_dir.display(),
+                    summary.reason.as_deref().unwrap_or("stopped")
+                ),
+            }
+            .into());
+        }
         let result = TrialResult {
             index,
             point,
@@ -547,6 +568,8 @@ impl Study {
             in_flight: u64,
             attempted: u64,
             error: Option<anyhow::Error>,
+            /// Trials another process is running (their run directory is locked): skipped.
+            elsewhere: Vec<(u64, String)>,
         }
         let shared = Mutex::new(Shared {
             next: 0,
@@ -554,10 +577,14 @@ impl Study {
             in_flight: 0,
             attempted: done.len() as u64,
             error: None,
+            elsewhere: Vec::new(),
         });
         let claim = || -> Option<u64> {
             let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
-            if s.error.is_some() || s.feasible + s.in_flight >= trials {
+            if s.error.is_some()
+                || s.feasible + s.in_flight >= trials
+                || bigbatch_engine::interrupt::requested()
+            {
                 return None;
             }
             while done.contains_key(&s.next) {
@@ -586,9 +613,19 @@ impl Study {
                                     s.feasible += 1;
                                 }
                             }
-                            Err(e) => {
-                                s.error = Some(e.context(format!("trial {index}")));
-                            }
+                            Err(e) => match e.downcast::<RunInUse>() {
+                                Ok(in_use) => {
+                                    eprintln!(
+                                        "trial {index}: running in another process ({}); skipped",
+                                        in_use.holder
+                                    );
+                                    s.attempted -= 1;
+                                    s.elsewhere.push((index, in_use.holder));
+                                }
+                                Err(e) => {
+                                    s.error = Some(e.context(format!("trial {index}")));
+                                }
+                            },
                         }
                     }
                 });
@@ -597,6 +634,14 @@ impl Study {
         let s = shared.into_inner().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = s.error {
             return Err(e);
+        }
+        if s.feasible < trials && !s.elsewhere.is_empty() {
+            bail!(
+                "{}: {} feasible trials of {trials}; trials {:?} are running in other processes (skipped here): run again when they have finished (`study status` shows them)",
+                self.path.display(),
+                s.feasible,
+                s.elsewhere.iter().map(|(i, _)| *i).collect::<Vec<_>>()
+            );
         }
         if s.feasible < trials {
             bail!(
@@ -667,6 +712,15 @@ impl Study {
                 self.path.display()
             );
         };
+        // The best point of an unfinished search may not be its best: refuse until every
+        // started trial has its result (a killed one: `study run` or `study trial` finishes it).
+        let unfinished = self.unfinished();
+        if !unfinished.is_empty() {
+            bail!(
+                "{}: trials {unfinished:?} of the search are unfinished (running, or killed and waiting to resume): rerunning now could rerun a point that is not the search's best; finish them first (`study status` shows which are running)",
+                self.path.display()
+            );
+        }
         self.record_fingerprint()?;
         let (config, point) = self.trial_config(best.index)?;
         self.move_stale_reruns(&best, &config)?;
@@ -686,6 +740,9 @@ impl Study {
             for _ in 0..workers.max(1) {
                 scope.spawn(|| {
                     loop {
+                        if bigbatch_engine::interrupt::requested() {
+                            return;
+                        }
                         let Some(seed) = next.lock().unwrap_or_else(|e| e.into_inner()).next()
                         else {
                             return;
@@ -827,6 +884,9 @@ impl Study {
         let trials = self.trials()?;
         let feasible = trials.values().filter(|r| r.feasible()).count();
         let unfinished = self.unfinished();
+        let (running, killed): (Vec<u64>, Vec<u64>) = unfinished
+            .iter()
+            .partition(|i| RunLock::holder(&self.trial_dir(**i)).is_some());
         let mut out = String::new();
         writeln!(
             out,
@@ -836,14 +896,20 @@ impl Study {
         )?;
         writeln!(
             out,
-            "finished: {}  feasible: {feasible}  diverged: {}  unfinished (running or killed): {}{}",
+            "finished: {}  feasible: {feasible}  diverged: {}  running: {}{}  killed or interrupted (resume from their checkpoints): {}{}",
             trials.len(),
             trials.len() - feasible,
-            unfinished.len(),
-            if unfinished.is_empty() {
+            running.len(),
+            if running.is_empty() {
                 String::new()
             } else {
-                format!(" {unfinished:?}")
+                format!(" {running:?}")
+            },
+            killed.len(),
+            if killed.is_empty() {
+                String::new()
+            } else {
+                format!(" {killed:?}")
             }
         )?;
         match self.best()? {
@@ -928,6 +994,9 @@ pub fn describe_result(r: &TrialResult) -> String {
             r.summary.steps,
             r.summary.reason.as_deref().unwrap_or("non-finite loss")
         ),
+        Status::Interrupted => {
+            format!("trial {}: interrupted at step {}", r.index, r.summary.steps)
+        }
     }
 }
 
