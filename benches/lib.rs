@@ -61,6 +61,12 @@ impl SyntheticBert {
                     TensorData::new(vec![false; b * s], [b, s]),
                     device,
                 ),
+                // Training-step dropout masks (they cost a host pass and an upload per site).
+                dropout: Some(bigbatch_models::dropout::DropoutKey {
+                    seed: 0,
+                    step: 0,
+                    first_example: 0,
+                }),
             },
             positions: int2(
                 (0..(b * p) as i64)

@@ -208,7 +208,8 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
                 if random {
                     d.seed(part_seed(t.seed, step, part.range.start));
                 }
-                workload.part_loss(m, &batch, part.range.clone(), d)
+                let at = crate::workload::StepKey { seed: t.seed, step };
+                workload.part_loss_at(m, &batch, part.range.clone(), d, at)
             })
         })?;
         model = updated;

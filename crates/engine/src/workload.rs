@@ -39,8 +39,26 @@ pub trait Workload {
         range: Range<usize>,
         device: &Device,
     ) -> Result<Tensor<1>>;
-    /// Whether the training forward pass draws random numbers (dropout): the training loop then
-    /// seeds the device's generator with (seed, step, part) before each part.
+    /// [`Workload::part_loss`] of a training step: part `range` of the batch of step `at.step`
+    /// of a run seeded by `at.seed`. A workload whose forward pass drops out derives its masks
+    /// from these and the examples' indices in the batch (e.g.
+    /// `bigbatch_models::dropout::DropoutKey`), so that they do not depend on how the batch is
+    /// cut into micro-batches and devices. The training loop calls this; by default it is
+    /// `part_loss`.
+    fn part_loss_at(
+        &self,
+        model: &Self::Model,
+        batch: &Self::Batch,
+        range: Range<usize>,
+        device: &Device,
+        at: StepKey,
+    ) -> Result<Tensor<1>> {
+        let _ = at;
+        self.part_loss(model, batch, range, device)
+    }
+    /// Whether the training forward pass draws from the device's random generator: the training
+    /// loop then seeds it with (seed, step, part) before each part. Those draws depend on how the
+    /// batch is cut; draws that must not should come from [`Workload::part_loss_at`]'s key.
     fn draws_randomness(&self) -> bool {
         false
     }
@@ -48,6 +66,15 @@ pub trait Workload {
     fn skip(&mut self, n: u64) -> Result<()>;
     /// Evaluates in inference mode.
     fn evaluate(&mut self, model: &Self::Model, device: &Device) -> Result<Evaluation>;
+}
+
+/// Which training step a part belongs to ([`Workload::part_loss_at`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepKey {
+    /// The run's `train.seed`.
+    pub seed: u64,
+    /// The step (updates applied before it).
+    pub step: u64,
 }
 
 /// What a workload plugin is given beside its own config section: the run's `data` and `train`

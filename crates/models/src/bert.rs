@@ -15,14 +15,15 @@
 //! `layers.3.output_norm.beta`, `pooler.weight`, `mlm_dense.weight`, `mlm_norm.gamma`,
 //! `mlm_bias`, `nsp.weight`.
 
+use crate::dropout::{DropoutKey, dropout};
 use anyhow::{Result, bail};
 use burn::module::{Module, Param};
-use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
+use burn::nn::attention::{MultiHeadAttention, MultiHeadAttentionConfig};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
     Linear, LinearConfig,
 };
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -266,17 +267,54 @@ pub struct BertLayer {
 }
 
 impl BertLayer {
-    fn forward(&self, x: Tensor<3>, pad: &Tensor<2, Bool>) -> Tensor<3> {
-        let attended = self
-            .attention
-            .forward(MhaInput::self_attn(x.clone()).mask_pad(pad.clone()))
-            .context;
+    /// Layer `index`'s dropout sites are `3 index + 1` (attention weights), `+ 2` (attention
+    /// output) and `+ 3` (feed-forward output); the embeddings' is 0.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        pad: &Tensor<2, Bool>,
+        key: Option<&DropoutKey>,
+        index: u64,
+    ) -> Tensor<3> {
+        let site = 3 * index;
+        let rate = self.dropout.prob;
+        let attended = self.attention(x.clone(), pad, key, site + 1);
         let x = self
             .attention_norm
-            .forward(x + self.dropout.forward(attended));
+            .forward(x + dropout(attended, rate, key, site + 2));
         let h = self.gelu.apply(self.intermediate.forward(x.clone()));
         self.output_norm
-            .forward(x + self.dropout.forward(self.output.forward(h)))
+            .forward(x + dropout(self.output.forward(h), rate, key, site + 3))
+    }
+
+    /// burn's `MultiHeadAttention::forward` (burn-nn 0.22, `mha.rs`) with the same operations in
+    /// the same order, its dropout on the attention weights taken by [`dropout`] at `site`:
+    /// `softmax(q k^T / sqrt(d_k) masked at padding) v`, heads concatenated, output projection.
+    fn attention(
+        &self,
+        x: Tensor<3>,
+        pad: &Tensor<2, Bool>,
+        key: Option<&DropoutKey>,
+        site: u64,
+    ) -> Tensor<3> {
+        let a = &self.attention;
+        let [b, s, d] = x.dims();
+        let heads = |linear: &Linear, x: Tensor<3>| {
+            linear
+                .forward(x)
+                .reshape([b, s, a.n_heads, a.d_k])
+                .swap_dims(1, 2)
+        };
+        let q = heads(&a.query, x.clone());
+        let k = heads(&a.key, x.clone());
+        let v = heads(&a.value, x);
+        let scores = q
+            .matmul(k.transpose())
+            .div_scalar((a.d_k as f32).sqrt())
+            .mask_fill(pad.clone().reshape([b, 1, 1, s]), a.min_float);
+        let weights = dropout(softmax(scores, 3), a.dropout.prob, key, site);
+        let context = weights.matmul(v).swap_dims(1, 2).reshape([b, s, d]);
+        a.output.forward(context)
     }
 }
 
@@ -297,6 +335,8 @@ pub struct BertBatch {
     pub token_types: Tensor<2, Int>,
     /// `[batch, seq]`, true at padding positions.
     pub padding: Tensor<2, Bool>,
+    /// Where these examples sit in a training step (their dropout masks); `None` in evaluation.
+    pub dropout: Option<DropoutKey>,
 }
 
 impl Bert {
@@ -311,9 +351,10 @@ impl Bert {
         let x = e.word_embeddings.forward(batch.input_ids.clone())
             + e.position_embeddings.forward(positions)
             + e.token_type_embeddings.forward(batch.token_types.clone());
-        let mut x = e.dropout.forward(e.norm.forward(x));
-        for layer in &self.layers {
-            x = layer.forward(x, &batch.padding);
+        let key = batch.dropout.as_ref();
+        let mut x = dropout(e.norm.forward(x), e.dropout.prob, key, 0);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, &batch.padding, key, i as u64);
         }
         let [_, _, h] = x.dims();
         let cls = x.clone().slice([0..b, 0..1, 0..h]).reshape([b, h]);
@@ -540,6 +581,7 @@ mod tests {
             input_ids: ids(input, device),
             token_types: Tensor::zeros([b, s], device),
             padding: Tensor::from_data(TensorData::new(pads, [b, s]), device),
+            dropout: None,
         }
     }
 

@@ -7,6 +7,7 @@
 
 pub mod bert;
 pub mod conv;
+pub mod dropout;
 pub mod ghost_bn;
 pub mod resnet;
 

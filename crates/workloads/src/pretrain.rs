@@ -12,7 +12,8 @@ use anyhow::{Result, bail};
 use bigbatch_data::EpochSampler;
 use bigbatch_data::bert::{PretrainingBatch, PretrainingSet, in_memory_set, make_dataset};
 use bigbatch_engine::run_config::{BertDataConfig, DataSource, TrainSettings};
-use bigbatch_engine::workload::{Evaluation, Workload};
+use bigbatch_engine::workload::{Evaluation, StepKey, Workload};
+use bigbatch_models::dropout::DropoutKey;
 use bigbatch_models::{BertBatch, BertConfig, BertForPretraining, LossDenominators};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -111,6 +112,7 @@ fn loss_parts(
     model: &BertForPretraining,
     b: PretrainingBatch,
     whole: LossDenominators,
+    dropout: Option<DropoutKey>,
 ) -> (
     bigbatch_models::PretrainingOutput,
     Tensor<2, burn::tensor::Int>,
@@ -121,6 +123,7 @@ fn loss_parts(
         input_ids: b.input_ids,
         token_types: b.token_types,
         padding: b.padding,
+        dropout,
     };
     let out = model.pretraining_loss_part(
         &inputs,
@@ -153,7 +156,7 @@ fn evaluate_set(
     let mut t = Totals::default();
     for chunk in indices.chunks(EVAL_BATCH) {
         let whole = denominators(set, chunk);
-        let (out, ids, weights, next) = loss_parts(&eval, set.batch(chunk, device), whole);
+        let (out, ids, weights, next) = loss_parts(&eval, set.batch(chunk, device), whole, None);
         let [b, p, _] = out.mlm_logits.dims();
         let predicted = out.mlm_logits.argmax(2).reshape([b, p]);
         let mlm_hits = predicted.equal(ids).float() * weights;
@@ -188,10 +191,6 @@ impl Workload for Pretraining {
         self.model.init(device)
     }
 
-    fn draws_randomness(&self) -> bool {
-        self.model.dropout > 0.0
-    }
-
     fn next_batch(&mut self) -> Result<InstanceBatch> {
         let indices = self.sampler.next_batch().to_vec();
         let whole = denominators(&self.train, &indices);
@@ -206,7 +205,27 @@ impl Workload for Pretraining {
         device: &Device,
     ) -> Result<Tensor<1>> {
         let b = self.train.batch(&batch.indices[range], device);
-        let (out, ..) = loss_parts(model, b, batch.whole);
+        let (out, ..) = loss_parts(model, b, batch.whole, None);
+        Ok(out.loss)
+    }
+
+    /// The training loss with dropout masks keyed by (seed, step, the examples' indices in the
+    /// step's batch): the same masks for any micro-batch size and device count.
+    fn part_loss_at(
+        &self,
+        model: &BertForPretraining,
+        batch: &InstanceBatch,
+        range: Range<usize>,
+        device: &Device,
+        at: StepKey,
+    ) -> Result<Tensor<1>> {
+        let key = DropoutKey {
+            seed: at.seed,
+            step: at.step,
+            first_example: range.start as u64,
+        };
+        let b = self.train.batch(&batch.indices[range], device);
+        let (out, ..) = loss_parts(model, b, batch.whole, Some(key));
         Ok(out.loss)
     }
 

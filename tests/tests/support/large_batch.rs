@@ -7,7 +7,7 @@ use super::{root, scratch, train};
 use bigbatch_core::ModelOptimizer;
 use bigbatch_engine::run_config::{ModelConfig, RunConfig};
 use bigbatch_engine::step::{self, BatchSplit};
-use bigbatch_engine::workload::Workload;
+use bigbatch_engine::workload::{StepKey, Workload};
 use bigbatch_workloads::classify::InMemoryClassification;
 use bigbatch_workloads::pretrain::Pretraining;
 use burn::module::{Module, ModuleVisitor, Param};
@@ -63,8 +63,12 @@ pub(super) fn run_steps<W: Workload>(
     for s in 0..steps {
         let batch = workload.next_batch().unwrap();
         let lr = config.schedule.lr(s);
+        let at = StepKey {
+            seed: config.train.seed,
+            step: s,
+        };
         let (m, outcome) = step::step(model, &mut optimizer, &split, lr, |m, part, d| {
-            workload.part_loss(m, &batch, part.range.clone(), d)
+            workload.part_loss_at(m, &batch, part.range.clone(), d, at)
         })
         .unwrap();
         model = m;
@@ -191,6 +195,39 @@ fn bert_micro_batches_with_uneven_predictions_equal_one_piece() {
         1e-5,
     );
     assert_close("parameters", &p1, &p4, 1e-4);
+}
+
+/// BERT with dropout 0.1 (bert-tiny narrowed to 1 layer): its masks are keyed by (seed, step,
+/// site, the example's index in the batch, element), so 3 steps of batch 16 in one piece, as 4
+/// micro-batches of 4 and shared by two device handles give the same losses and parameters.
+/// The check can fail: without dropout the losses differ.
+#[test]
+fn bert_dropout_is_the_same_under_any_split() {
+    let mut c = bert_config();
+    let ModelConfig::Bert(model) = &mut c.model else {
+        unreachable!()
+    };
+    model.dropout = 0.1;
+    let cpu = || Device::flex().autodiff();
+    let (l1, p1) = run_steps(bert_workload(&c), &c, 16, vec![cpu()], 3);
+    let (l4, p4) = run_steps(bert_workload(&c), &c, 4, vec![cpu()], 3);
+    let (l2, p2) = run_steps(bert_workload(&c), &c, 16, vec![cpu(), cpu()], 3);
+    let f = |l: &[f64]| l.iter().map(|&x| x as f32).collect::<Vec<_>>();
+    assert_close("losses, 4 micro-batches", &f(&l1), &f(&l4), 1e-5);
+    assert_close("parameters, 4 micro-batches", &p1, &p4, 1e-4);
+    assert_close("losses, two devices", &f(&l1), &f(&l2), 1e-5);
+    assert_close("parameters, two devices", &p1, &p2, 1e-4);
+    let (l0, _) = run_steps(
+        bert_workload(&bert_config()),
+        &bert_config(),
+        16,
+        vec![cpu()],
+        3,
+    );
+    assert!(
+        (l0[1] - l1[1]).abs() > 1e-4,
+        "dropout in effect: {l0:?} vs {l1:?}"
+    );
 }
 
 /// Each micro-batch of 16 shared by two devices (8 examples each, ghost batch norm over 4) gives
