@@ -44,6 +44,11 @@ pub struct RunSummary {
     /// Training examples per second over the steps of this invocation (evaluations excluded).
     #[serde(default)]
     pub examples_per_second: Option<f64>,
+    /// Threads of the CPU thread pool (rayon's global pool, which burn's CPU backend uses) in
+    /// this invocation: the machine's cores, `RAYON_NUM_THREADS`, or a Slurm allocation's
+    /// `SLURM_CPUS_PER_TASK`.
+    #[serde(default)]
+    pub cpu_threads: Option<usize>,
 }
 
 /// Options that do not change the result.

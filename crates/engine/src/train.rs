@@ -191,6 +191,7 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
         micro_batch_size: split.micro_batch_size,
         devices: run.names.clone(),
         examples_per_second: None,
+        cpu_threads: Some(rayon::current_num_threads()),
     };
     let mut training_time = std::time::Duration::ZERO;
     for step in start..t.steps {

@@ -43,11 +43,11 @@ fn signal(pid: u32, name: &str) {
 
 const LONG_TINY: [&str; 12] = [
     "--set",
-    "train.steps=600",
+    "train.steps=300",
     "--set",
     "train.batch_size=16",
     "--set",
-    "train.eval_every=300",
+    "train.eval_every=150",
     "--set",
     "train.train_eval_examples=32",
     "--set",
@@ -89,8 +89,8 @@ fn sigterm_checkpoints_and_resume_is_exact() {
         .spawn()
         .unwrap();
     let metrics = stopped.join("metrics.jsonl");
-    wait_for("50 steps", Duration::from_secs(300), || {
-        steps_done(&metrics) >= 50
+    wait_for("30 steps", Duration::from_secs(300), || {
+        steps_done(&metrics) >= 30
     });
     signal(child.id(), "TERM");
     let code = child.wait().unwrap().code();
@@ -100,7 +100,7 @@ fn sigterm_checkpoints_and_resume_is_exact() {
             .unwrap();
     assert_eq!(summary["status"], "interrupted");
     let at = summary["steps"].as_u64().unwrap();
-    assert!((50..600).contains(&at), "{at}");
+    assert!((30..300).contains(&at), "{at}");
     let pointer: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(stopped.join("checkpoint.json")).unwrap())
             .unwrap();
@@ -492,8 +492,8 @@ fn study_on_a_real_slurm() {
 
     // Trial 0 stopped mid-run as at a time limit.
     let metrics = d.join("trials/00000/metrics.jsonl");
-    wait_for("trial 0 at step 50", Duration::from_secs(300), || {
-        steps_done(&metrics) >= 50
+    wait_for("trial 0 at step 30", Duration::from_secs(300), || {
+        steps_done(&metrics) >= 30
     });
     let task = format!("{job}_0");
     slurm.run("scancel", &["--signal=TERM", "--batch", &task]);
@@ -521,6 +521,14 @@ fn study_on_a_real_slurm() {
         "{lines}"
     );
     assert!(report.join("report.md").is_file(), "the chained report");
+    // `--cpus-per-task=1`: every task's CPU thread pool had one thread.
+    for (i, r) in Study::load(&path, Some(d.clone()))
+        .unwrap()
+        .trials()
+        .unwrap()
+    {
+        assert_eq!(r.summary.cpu_threads, Some(1), "trial {i}");
+    }
 
     // The same study, locally.
     let local = work.join("local");
