@@ -363,9 +363,12 @@ fn model_presets_are_their_tuned_trials() {
             )
             .unwrap();
             let index: u64 = index.parse().unwrap();
+            let trial = &study.trials().unwrap()[&index];
+            assert!(trial.feasible(), "{}", preset.display());
+            let quoted = format!("{:.2}%", 100.0 * trial.metric.unwrap());
             assert!(
-                study.trials().unwrap()[&index].feasible(),
-                "{}",
+                text.contains(&quoted),
+                "{}: should quote its trial's accuracy {quoted}",
                 preset.display()
             );
             let (trial, _) = study.trial_config(index).unwrap();
