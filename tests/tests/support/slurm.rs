@@ -392,7 +392,7 @@ fn start_slurm(dir: &Path) -> Slurm {
     std::fs::write(
         &conf,
         format!(
-            "ClusterName=bigbatchtest\nSlurmctldHost={host}\nSlurmctldPort={ctld}\nSlurmdPort={slurmd}\n\
+            "ClusterName=bigbatchtest\nSlurmctldHost={host}(127.0.0.1)\nSlurmctldPort={ctld}\nSlurmdPort={slurmd}\n\
              AuthType=auth/none\nCredType=cred/none\nSlurmUser=root\nSlurmdUser=root\n\
              ProctrackType=proctrack/pgid\nTaskPlugin=task/none\nMpiDefault=none\n\
              SelectType=select/cons_tres\nSelectTypeParameters=CR_CPU\nSchedulerType=sched/builtin\n\
@@ -400,10 +400,11 @@ fn start_slurm(dir: &Path) -> Slurm {
              StateSaveLocation={d}/state\nSlurmdSpoolDir={d}/spool\n\
              SlurmctldPidFile={d}/slurmctld.pid\nSlurmdPidFile={d}/slurmd.pid\n\
              SlurmctldLogFile={d}/log/slurmctld.log\nSlurmdLogFile={d}/log/slurmd.log\n\
-             NodeName={host} CPUs=2 State=UNKNOWN\n\
+             NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN\n\
              PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP\n",
             ctld = free_port(),
             slurmd = free_port(),
+            cpus = std::thread::available_parallelism().map_or(1, |n| n.get()),
         ),
     )
     .unwrap();
