@@ -121,14 +121,18 @@ impl Reproduction {
         let findings = self.selected(only)?;
         std::fs::create_dir_all(&self.out)
             .with_context(|| format!("cannot create {}", self.out.display()))?;
-        let mut budgets = self.budgets()?;
-        for f in &findings {
-            budgets.insert(f.name.clone(), *budget);
+        {
+            // Two reproductions of different findings may share the output folder.
+            let _lock = self.lock_shared_files()?;
+            let mut budgets = self.budgets()?;
+            for f in &findings {
+                budgets.insert(f.name.clone(), *budget);
+            }
+            write_atomic(
+                &self.budget_path(),
+                serde_json::to_string_pretty(&budgets)?.as_bytes(),
+            )?;
         }
-        write_atomic(
-            &self.budget_path(),
-            serde_json::to_string_pretty(&budgets)?.as_bytes(),
-        )?;
         let mut tuned: Vec<(PathBuf, bool)> = Vec::new();
         let mut add = |path: PathBuf, rerun: bool| match tuned.iter_mut().find(|(p, _)| *p == path)
         {
@@ -188,6 +192,25 @@ impl Reproduction {
         Ok(())
     }
 
+    /// An exclusive lock on `<out>/reproduce.lock` (waiting for it), held while `budget.json`
+    /// or `targets.json` is read and rewritten: reproductions of different findings run at the
+    /// same time on one output folder (each study's own directory is locked by its runs) must
+    /// not lose each other's entries.
+    fn lock_shared_files(&self) -> Result<std::fs::File> {
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("cannot create {}", self.out.display()))?;
+        let path = self.out.join("reproduce.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(file)
+    }
+
     fn targets_path(&self) -> PathBuf {
         self.out.join("targets.json")
     }
@@ -213,6 +236,7 @@ impl Reproduction {
         let Some(rule) = &f.target else {
             return Ok(None);
         };
+        let _lock = self.lock_shared_files()?;
         let mut targets = self.targets()?;
         if let Some(fixed) = targets.get(&f.name) {
             return Ok(Some(fixed.clone()));
