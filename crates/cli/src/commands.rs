@@ -608,14 +608,12 @@ fn study_command(command: StudyCommand) -> Result<()> {
             let study = args.open()?;
             let attempts = study.slurm_attempts(attempts)?;
             let indices = study.missing_indices(attempts)?;
-            let backend_name = backend
-                .to_possible_value()
-                .map(|v| v.get_name().to_string())
-                .unwrap_or_else(|| "cpu".into());
             let options = SlurmOptions {
-                attempts,
-                backend: backend_name.clone(),
-                devices: devices.clone(),
+                backend: backend
+                    .to_possible_value()
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_else(|| "cpu".into()),
+                devices,
                 sbatch,
                 binary: match binary {
                     Some(b) => b,
@@ -623,16 +621,29 @@ fn study_command(command: StudyCommand) -> Result<()> {
                 },
                 signal_seconds,
             };
-            if indices.is_empty() && !submit {
+            if indices.is_empty() {
                 println!(
-                    "{}: every trial index below {attempts} has a result; nothing to submit",
-                    study.path.display()
+                    "{}: every trial index below {attempts} has a result; {}",
+                    study.path.display(),
+                    if submit {
+                        "chaining after none"
+                    } else {
+                        "nothing to submit"
+                    }
                 );
-                return Ok(());
+                if !submit {
+                    return Ok(());
+                }
             }
             std::fs::create_dir_all(&study.dir)
                 .with_context(|| format!("cannot create {}", study.dir.display()))?;
-            let mut array_job = None;
+            // Writes a script into the study directory and submits it after `after`.
+            let submit_script = |name: &str, script: String, after: Option<&str>| {
+                let path = study.dir.join(name);
+                write_script(&path, &script)?;
+                bigbatch_studies::slurm::submit(&path, after)
+            };
+            let mut after = None;
             if !indices.is_empty() {
                 let script = study.slurm_script(&indices, &options)?;
                 if print {
@@ -650,59 +661,21 @@ fn study_command(command: StudyCommand) -> Result<()> {
                 if submit {
                     let id = bigbatch_studies::slurm::submit(&path, None)?;
                     println!("submitted the trials: job {id}");
-                    array_job = Some(id);
+                    after = Some(id);
                 } else {
                     println!("submit with: sbatch {}", path.display());
                 }
-            } else {
-                println!(
-                    "{}: every trial index below {attempts} has a result; chaining after none",
-                    study.path.display()
-                );
             }
-            if submit {
-                let study_path = std::path::absolute(&study.path)?.display().to_string();
-                let dir = std::path::absolute(&study.dir)?.display().to_string();
-                let mut after = array_job;
-                if let Some(seeds) = then_rerun {
-                    let mut command = vec![
-                        "study".to_string(),
-                        "rerun".into(),
-                        study_path.clone(),
-                        "--dir".into(),
-                        dir.clone(),
-                        "--seeds".into(),
-                        seeds.to_string(),
-                        "--backend".into(),
-                        backend_name.clone(),
-                    ];
-                    if let Some(d) = &devices {
-                        let list: Vec<String> = d.iter().map(|x| x.to_string()).collect();
-                        command.extend(["--devices".into(), list.join(",")]);
-                    }
-                    let script = study.slurm_step_script("rerun", &command, &options)?;
-                    let path = study.dir.join("slurm-rerun.sh");
-                    write_script(&path, &script)?;
-                    let id = bigbatch_studies::slurm::submit(&path, after.as_deref())?;
-                    println!("submitted the rerun over {seeds} fresh seeds: job {id}");
-                    after = Some(id);
-                }
-                if let Some(report) = then_report {
-                    let report = std::path::absolute(&report)?.display().to_string();
-                    let command = vec![
-                        "report".to_string(),
-                        study_path.clone(),
-                        "--dir".into(),
-                        dir.clone(),
-                        "--out".into(),
-                        report,
-                    ];
-                    let script = study.slurm_step_script("report", &command, &options)?;
-                    let path = study.dir.join("slurm-report.sh");
-                    write_script(&path, &script)?;
-                    let id = bigbatch_studies::slurm::submit(&path, after.as_deref())?;
-                    println!("submitted the report: job {id}");
-                }
+            if let Some(seeds) = then_rerun {
+                let script = study.slurm_rerun_script(seeds, &options)?;
+                let id = submit_script("slurm-rerun.sh", script, after.as_deref())?;
+                println!("submitted the rerun over {seeds} fresh seeds: job {id}");
+                after = Some(id);
+            }
+            if let Some(report) = then_report {
+                let script = study.slurm_report_script(&report, &options)?;
+                let id = submit_script("slurm-report.sh", script, after.as_deref())?;
+                println!("submitted the report: job {id}");
             }
             Ok(())
         }

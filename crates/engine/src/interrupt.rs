@@ -36,11 +36,6 @@ pub fn requested() -> bool {
     flag().load(Ordering::SeqCst)
 }
 
-/// Asks for a stop as a signal would (tests, and embedders with their own signal handling).
-pub fn request() {
-    flag().store(true, Ordering::SeqCst);
-}
-
 /// The error of a run or study stopped by [`requested`]; the binary exits with
 /// [`EXIT_INTERRUPTED`] on it.
 #[derive(Debug)]

@@ -51,11 +51,9 @@ impl RunLock {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    let mut holder = String::new();
-                    let _ = file.read_to_string(&mut holder);
                     return Err(RunInUse {
                         dir: dir.to_path_buf(),
-                        holder: holder.trim().to_string(),
+                        holder: read_holder(&mut file),
                     }
                     .into());
                 }
@@ -78,16 +76,18 @@ impl RunLock {
         let mut file = std::fs::File::open(&path).ok()?;
         match file.try_lock_shared() {
             Ok(()) => None,
-            Err(_) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                Some(if holder.trim().is_empty() {
-                    "unknown".into()
-                } else {
-                    holder.trim().to_string()
-                })
-            }
+            Err(_) => Some(read_holder(&mut file)),
         }
+    }
+}
+
+/// The pid a lock holder wrote into `run.lock`, or "unknown" (it may not have written it yet).
+fn read_holder(file: &mut std::fs::File) -> String {
+    let mut holder = String::new();
+    let _ = file.read_to_string(&mut holder);
+    match holder.trim() {
+        "" => "unknown".into(),
+        pid => pid.to_string(),
     }
 }
 
@@ -95,7 +95,7 @@ impl RunLock {
 #[derive(Debug)]
 pub struct RunInUse {
     pub dir: std::path::PathBuf,
-    /// The holder's pid as it wrote it.
+    /// The holder's pid as it wrote it ("unknown" when it had not).
     pub holder: String,
 }
 
@@ -105,11 +105,7 @@ impl std::fmt::Display for RunInUse {
             f,
             "{} is in use by another run (process {}, lock {}); a run directory is never shared by two processes: wait for it or use another --out",
             self.dir.display(),
-            if self.holder.is_empty() {
-                "unknown"
-            } else {
-                &self.holder
-            },
+            self.holder,
             self.dir.join("run.lock").display()
         )
     }

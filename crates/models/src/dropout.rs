@@ -29,14 +29,13 @@ pub fn mix(mut z: u64) -> u64 {
 
 const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// Whether element `element` of example `example` (index in the whole batch) is kept at
-/// `site` of `step`, with rate `rate`: the top 24 bits of the hash, as a fraction, are at least
-/// `rate`.
-pub fn keeps(key: &DropoutKey, site: u64, example: u64, element: u64, rate: f64) -> bool {
-    let base = example_key(key, site, example);
-    uniform(mix(base ^ element.wrapping_mul(GOLDEN))) >= rate
+/// Whether element `element` of the example whose key is `example_key` is kept at `rate`: the
+/// top 24 bits of its hash, as a fraction, are at least `rate`.
+fn keeps(example_key: u64, element: u64, rate: f64) -> bool {
+    uniform(mix(example_key ^ element.wrapping_mul(GOLDEN))) >= rate
 }
 
+/// The key of example `example` (its index in the whole batch) at `site` of a step.
 fn example_key(key: &DropoutKey, site: u64, example: u64) -> u64 {
     mix(
         mix(mix(mix(key.seed ^ GOLDEN) ^ key.step.wrapping_mul(GOLDEN)) ^ site.wrapping_mul(GOLDEN))
@@ -71,13 +70,11 @@ pub fn dropout<const D: usize>(
     let mut mask = Vec::with_capacity(examples * per_example);
     for i in 0..examples {
         let base = example_key(key, site, key.first_example + i as u64);
-        mask.extend((0..per_example as u64).map(|j| {
-            if uniform(mix(base ^ j.wrapping_mul(GOLDEN))) >= rate {
-                scale
-            } else {
-                0.0
-            }
-        }));
+        mask.extend((0..per_example as u64).map(
+            |j| {
+                if keeps(base, j, rate) { scale } else { 0.0 }
+            },
+        ));
     }
     let mask = Tensor::<D>::from_data(TensorData::new(mask, dims.to_vec()), &x.device());
     x * mask

@@ -318,12 +318,13 @@ impl Study {
         };
         let trials = self.trials()?;
         let feasible = trials.values().filter(|r| r.feasible()).count() as u64;
-        if feasible < refine.initial_trials || !self.unfinished().is_empty() {
+        let unfinished = self.unfinished();
+        if feasible < refine.initial_trials || !unfinished.is_empty() {
             bail!(
                 "{}: the final stage starts after {} feasible initial trials ({feasible} so far{}); run the initial stage first",
                 self.path.display(),
                 refine.initial_trials,
-                if self.unfinished().is_empty() {
+                if unfinished.is_empty() {
                     ""
                 } else {
                     ", some unfinished"
@@ -569,7 +570,7 @@ impl Study {
             attempted: u64,
             error: Option<anyhow::Error>,
             /// Trials another process is running (their run directory is locked): skipped.
-            elsewhere: Vec<(u64, String)>,
+            elsewhere: Vec<u64>,
         }
         let shared = Mutex::new(Shared {
             next: 0,
@@ -620,7 +621,7 @@ impl Study {
                                         in_use.holder
                                     );
                                     s.attempted -= 1;
-                                    s.elsewhere.push((index, in_use.holder));
+                                    s.elsewhere.push(index);
                                 }
                                 Err(e) => {
                                     s.error = Some(e.context(format!("trial {index}")));
@@ -640,7 +641,7 @@ impl Study {
                 "{}: {} feasible trials of {trials}; trials {:?} are running in other processes (skipped here): run again when they have finished (`study status` shows them)",
                 self.path.display(),
                 s.feasible,
-                s.elsewhere.iter().map(|(i, _)| *i).collect::<Vec<_>>()
+                s.elsewhere
             );
         }
         if s.feasible < trials {
@@ -887,6 +888,13 @@ impl Study {
         let (running, killed): (Vec<u64>, Vec<u64>) = unfinished
             .iter()
             .partition(|i| RunLock::holder(&self.trial_dir(**i)).is_some());
+        let list = |v: &[u64]| {
+            if v.is_empty() {
+                String::new()
+            } else {
+                format!(" {v:?}")
+            }
+        };
         let mut out = String::new();
         writeln!(
             out,
@@ -900,17 +908,9 @@ impl Study {
             trials.len(),
             trials.len() - feasible,
             running.len(),
-            if running.is_empty() {
-                String::new()
-            } else {
-                format!(" {running:?}")
-            },
+            list(&running),
             killed.len(),
-            if killed.is_empty() {
-                String::new()
-            } else {
-                format!(" {killed:?}")
-            }
+            list(&killed)
         )?;
         match self.best()? {
             Some(b) => {

@@ -330,6 +330,29 @@ fn reproduce_runs_resumes_and_reports() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("nope") && e.contains("pair, warmup"), "{e}");
+    // A target rule without a rank is refused, naming the finding.
+    let bad = dir.join("bad-target.ron");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&findings)
+            .unwrap()
+            .replace("rank: 2,", "rank: 0,"),
+    )
+    .unwrap();
+    let e = cli(&[
+        "reproduce",
+        "--findings",
+        bad.to_str().unwrap(),
+        "--out",
+        o,
+        "--report-only",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("findings[0] (pair): target: expected rank >= 1 and a finite round_to > 0"),
+        "{e}"
+    );
 
     // A finding is judged only when its studies have the whole budget recorded for it
     // (budget.json, per finding).

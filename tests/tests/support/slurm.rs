@@ -115,15 +115,13 @@ fn sigterm_checkpoints_and_resume_is_exact() {
         "every finished step recorded"
     );
 
+    let run =
+        |a: Vec<String>| bigbatch_cli::run_cli(std::iter::once("bigbatch".to_string()).chain(a));
     let mut resume = args(&stopped);
     resume.push("--resume".into());
-    let mut all = vec!["bigbatch".to_string()];
-    all.extend(resume);
-    bigbatch_cli::run_cli(all).unwrap();
+    run(resume).unwrap();
     let straight = dir.join("straight");
-    let mut all = vec!["bigbatch".to_string()];
-    all.extend(args(&straight));
-    bigbatch_cli::run_cli(all).unwrap();
+    run(args(&straight)).unwrap();
     let read = |d: &Path| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(d.join("summary.json")).unwrap()).unwrap()
     };

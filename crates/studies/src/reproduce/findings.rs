@@ -71,6 +71,7 @@ pub struct Deviation {
 pub struct TargetRule {
     /// The reference study file (relative to the findings file).
     pub reference: PathBuf,
+    /// 1 for the best trial (at least 1).
     pub rank: usize,
     pub round_to: f64,
 }

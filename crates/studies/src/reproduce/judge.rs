@@ -50,7 +50,7 @@ pub(super) struct Judged {
     pub(super) details: String,
     pub(super) table: String,
     /// The half-trials check: how many of the halves gave the same verdict, of how many
-    /// ([`half_trials_agreement`]); `None` where it does not apply, with the reason.
+    /// ([`half_trials_agreement`]); where it does not apply, the reason.
     pub(super) robustness: Result<(usize, usize), String>,
 }
 
@@ -185,9 +185,16 @@ fn judge_pair(
                 boot,
             )?;
             let decisive = c.mean_with_tuning.unwrap_or(c.mean);
-            let (verdict, boundary, rule) = if kind == Pair::Matches {
+            let rule_of = |i: &crate::stats::Interval| {
+                if kind == Pair::Matches {
+                    rules::matches(i, delta)
+                } else {
+                    rules::beats(i)
+                }
+            };
+            let verdict = rule_of(&decisive);
+            let (boundary, rule) = if kind == Pair::Matches {
                 (
-                    rules::matches(&decisive, delta),
                     -delta,
                     format!(
                         "*matches*: reproduced when the {level} interval of the difference of \
@@ -197,7 +204,6 @@ fn judge_pair(
                 )
             } else {
                 (
-                    rules::beats(&decisive),
                     0.0,
                     format!(
                         "*beats*: reproduced when the {level} interval of the difference of means \
@@ -254,11 +260,7 @@ fn judge_pair(
                     true,
                     boot,
                 )?;
-                Ok(if kind == Pair::Matches {
-                    rules::matches(&i, delta)
-                } else {
-                    rules::beats(&i)
-                })
+                Ok(rule_of(&i))
             };
             let robustness = Ok(half_trials_agreement(
                 &a.values,

@@ -69,6 +69,16 @@ impl Reproduction {
             if file.findings[..i].iter().any(|g| g.name == f.name) {
                 bail!("{origin}: findings[{i}].name: \"{}\" appears twice", f.name);
             }
+            if let Some(rule) = &f.target
+                && (rule.rank == 0 || !(rule.round_to.is_finite() && rule.round_to > 0.0))
+            {
+                bail!(
+                    "{origin}: findings[{i}] ({}): target: expected rank >= 1 and a finite round_to > 0, got rank {} and round_to {}",
+                    f.name,
+                    rule.rank,
+                    rule.round_to
+                );
+            }
             if let Claim::BestValue { expected, .. } = &f.claim
                 && expected.is_empty()
             {
@@ -254,7 +264,7 @@ impl Reproduction {
                 .unwrap_or(std::cmp::Ordering::Equal)
                 .then(a.index.cmp(&b.index))
         });
-        let Some(trial) = feasible.get(rule.rank.max(1) - 1) else {
+        let Some(trial) = feasible.get(rule.rank - 1) else {
             bail!(
                 "{}: target: {} has {} feasible trials, fewer than rank {}",
                 f.name,
@@ -271,7 +281,7 @@ impl Reproduction {
             value,
             how: format!(
                 "the {} best of {} feasible tuning trials of {} (trial {}, {}) rounded down to a multiple of {}; fixed when those trials had finished, {}",
-                ordinal(rule.rank.max(1)),
+                ordinal(rule.rank),
                 feasible.len(),
                 rule.reference.display(),
                 trial.index,

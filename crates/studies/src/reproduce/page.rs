@@ -28,7 +28,8 @@ impl Reproduction {
         let mut csv = String::new();
         let mut csv_studies = std::collections::BTreeSet::new();
         let targets = self.targets()?;
-        let mut all_studies: std::collections::BTreeMap<PathBuf, f64> = Default::default();
+        // Compute seconds of every study shown, by directory (findings share studies).
+        let mut seconds: std::collections::BTreeMap<PathBuf, f64> = Default::default();
         for f in &findings {
             if let Some(waiting) = self.waiting_for(f)? {
                 writeln!(
@@ -41,11 +42,11 @@ impl Reproduction {
                 continue;
             }
             let studies = self.studies_of(f)?;
+            let mut finding_seconds = 0.0;
             for study in &studies {
-                all_studies.insert(
-                    study.dir.clone(),
-                    compute_hours(std::slice::from_ref(study))?,
-                );
+                let s = study.compute_seconds()?;
+                seconds.insert(study.dir.clone(), s);
+                finding_seconds += s;
             }
             let budget = self.budget(&f.name)?;
             let judged = judge(f, &studies, &budget, &boot)?;
@@ -96,7 +97,7 @@ impl Reproduction {
                     )?,
                 }
             }
-            let hours = compute_hours(&studies)?;
+            let hours = finding_seconds / 3600.0;
             writeln!(
                 sections,
                 "Compute: {hours:.1} CPU-hours (the recorded wall time of every trial and rerun of these studies, each run on one process).\n"
@@ -186,13 +187,11 @@ impl Reproduction {
              margin delta of each finding is given with it.\n",
             boot.method()
         )?;
-        {
-            writeln!(
-                md,
-                "\nCompute: {:.1} CPU-hours in total over the studies above (per finding with each finding).",
-                all_studies.values().sum::<f64>()
-            )?;
-        }
+        writeln!(
+            md,
+            "\nCompute: {:.1} CPU-hours in total over the studies above (per finding with each finding).",
+            seconds.values().sum::<f64>() / 3600.0
+        )?;
         md += &sections;
         let readme = self.out.join("README.md");
         write_atomic(&readme, md.as_bytes())?;
@@ -221,16 +220,6 @@ fn robustness_line(r: &std::result::Result<(usize, usize), String>) -> String {
         ),
         Err(why) => format!("Robustness (half of the trials): {why}.\n"),
     }
-}
-
-/// CPU-hours spent on the studies: the recorded seconds of every trial, rerun and superseded
-/// rerun (a run resumed from a checkpoint counts the time since its resume).
-fn compute_hours(studies: &[crate::study::Study]) -> Result<f64> {
-    let mut seconds = 0.0;
-    for study in studies {
-        seconds += study.compute_seconds()?;
-    }
-    Ok(seconds / 3600.0)
 }
 
 /// GitHub's heading anchor: lower case, spaces to dashes, other punctuation dropped.
