@@ -299,6 +299,7 @@ fn time_training_steps<M: Module + Clone>(
             &mut optimizer,
             &split,
             lr,
+            false,
             |m, _, _| Ok(loss(m)),
         )?;
         model = Some(m);

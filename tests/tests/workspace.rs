@@ -395,6 +395,9 @@ fn model_presets_are_their_tuned_trials() {
     assert!(checked >= 2, "only {checked} model presets found");
 }
 
+#[path = "support/diagnostics.rs"]
+mod diagnostics;
+
 #[path = "support/faults.rs"]
 mod faults;
 

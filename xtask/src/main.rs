@@ -539,6 +539,9 @@ fn test(wgpu: bool) -> Result<()> {
         }
         Err(e) => eprintln!("xtask: {e:#}; the real-Slurm test will say it skipped"),
     }
+    // The TensorBoard test reads event files back with the `tensorboard` Python package (a venv
+    // it makes under target/tmp/); here it must not skip.
+    run.env("BIGBATCH_REQUIRE_TENSORBOARD", "1");
     // The tests include the device check's dry run on the CPU at tiny sizes
     // (benches/device_check.rs, `dry_run_on_the_cpu`): every part of the script a GPU machine
     // runs executes, in the tests' build.

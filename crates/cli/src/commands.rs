@@ -1,5 +1,5 @@
 //! `bigbatch train | schedule | optimizers | workloads | replay | study | report | reproduce |
-//! bert-vocab | bert-data`: the arguments of each command and the library call it makes.
+//! diagnostics | tensorboard | bert-vocab | bert-data`: the arguments of each command and the library call it makes.
 
 use anyhow::{Context, Result, bail};
 use bigbatch_core::config::write_atomic;
@@ -10,6 +10,7 @@ use bigbatch_engine::backend::{self, Backend};
 use bigbatch_engine::run_config::{DataSource, RunConfig, compose_optimizer};
 use bigbatch_engine::train::{self, RunOptions, Status};
 use bigbatch_engine::workload;
+use bigbatch_studies::diagnostics::{self, RunDiagnostics};
 use bigbatch_studies::slurm::SlurmOptions;
 use bigbatch_studies::study::{Study, describe_result};
 use bigbatch_studies::{report, reproduce};
@@ -168,6 +169,26 @@ enum Command {
         report_only: bool,
         #[arg(long, value_enum, default_value = "cpu")]
         backend: BackendArg,
+    },
+    /// Draw the per-layer diagnostics of runs (their `diagnostics.jsonl`): heat maps (tensor x
+    /// step) of the update-to-weight and trust ratios, the global gradient norm, and each quantity
+    /// per kind of parameter (weights / biases / batch norm), the runs side by side.
+    Diagnostics {
+        /// Run directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Output directory for the charts (SVG and PNG) and diagnostics.md.
+        #[arg(long, default_value = "diagnostics")]
+        out: PathBuf,
+    },
+    /// Write a run directory's scalars (loss, learning rate, accuracies, diagnostics) as a
+    /// TensorBoard event file (`tensorboard --logdir OUT`).
+    Tensorboard {
+        /// The run directory.
+        run: PathBuf,
+        /// Output directory for the event file.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Feed a recorded trajectory (parameters, per-step gradients and learning rates) through an
     /// optimizer config and print every parameter after every step as JSON (docs/replay.md).
@@ -461,6 +482,42 @@ where
             registry::check()?;
             study_command(command)
         }
+        Command::Diagnostics { runs, out } => {
+            let labels = run_labels(&runs);
+            let loaded = runs
+                .iter()
+                .zip(&labels)
+                .map(|(dir, label)| RunDiagnostics::read(dir, label))
+                .collect::<Result<Vec<_>>>()?;
+            let charts = diagnostics::plot(&loaded, &out, "")?;
+            let mut md = String::from("# Per-layer diagnostics\n\n");
+            for r in &loaded {
+                md += &format!(
+                    "- {}: `{}` ({} diagnosed steps)\n",
+                    r.label,
+                    r.dir.display(),
+                    r.steps.len()
+                );
+            }
+            md += "\nAt the last diagnosed step of each run:\n\n";
+            md += &diagnostics::summary_table(&loaded)?;
+            write_atomic(&out.join("diagnostics.md"), md.as_bytes())?;
+            println!("{md}");
+            println!("written: {}", out.join("diagnostics.md").display());
+            for c in charts {
+                println!("written: {}", c.display());
+            }
+            Ok(())
+        }
+        Command::Tensorboard { run, out } => {
+            let file = bigbatch_engine::tensorboard::export(&run, &out)?;
+            println!(
+                "written: {} (tensorboard --logdir {})",
+                file.display(),
+                out.display()
+            );
+            Ok(())
+        }
         Command::Report { studies, dirs, out } => {
             if !dirs.is_empty() && dirs.len() != studies.len() {
                 bail!(
@@ -719,4 +776,28 @@ fn default_run_dir() -> PathBuf {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     PathBuf::from("runs").join(format!("run-{secs}"))
+}
+
+/// Labels for run directories: their names, with the parent's name where two share a name.
+fn run_labels(runs: &[PathBuf]) -> Vec<String> {
+    let base = |p: &PathBuf| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.display().to_string())
+    };
+    let names: Vec<String> = runs.iter().map(base).collect();
+    runs.iter()
+        .zip(&names)
+        .map(|(p, n)| {
+            if names.iter().filter(|m| *m == n).count() > 1 {
+                let parent = p.parent().and_then(|q| q.file_name());
+                match parent {
+                    Some(q) => format!("{}/{n}", q.to_string_lossy()),
+                    None => p.display().to_string(),
+                }
+            } else {
+                n.clone()
+            }
+        })
+        .collect()
 }

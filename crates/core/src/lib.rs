@@ -11,6 +11,7 @@
 //! backend.
 
 pub mod config;
+pub mod diagnostics;
 pub mod groups;
 pub mod optimizer;
 pub mod params;

@@ -4,6 +4,9 @@
 //! group's settings. [`ModelOptimizer::step`] first computes the global quantities some optimizers
 //! need (the global gradient norm for clipping), then updates every tensor.
 
+use crate::diagnostics::{
+    GroupClip, StepDiagnostics, TensorDiagnostics, clip_factor, squared_norms,
+};
 use crate::groups::{Assignment, GroupSettings, OptimizerSetup};
 use crate::params::{ParamInfo, ParamSlot};
 pub use crate::plugin::{GroupContext, StepContext, TensorOptimizer};
@@ -182,7 +185,7 @@ impl ModelOptimizer {
     /// One update of every parameter with the schedule's learning rate `lr`. `slots` are in
     /// [`ModelOptimizer::params`] order; returns the new values in the same order.
     pub fn step(&mut self, lr: f64, slots: Vec<ParamSlot>) -> Vec<Tensor<1>> {
-        self.step_inner(lr, slots, None)
+        self.step_inner(lr, slots, false, false).0
     }
 
     /// [`ModelOptimizer::step`], also returning the trust ratio each tensor's optimizer applied
@@ -192,17 +195,96 @@ impl ModelOptimizer {
         lr: f64,
         slots: Vec<ParamSlot>,
     ) -> (Vec<Tensor<1>>, Vec<Option<Tensor<1>>>) {
-        let mut ratios = Vec::with_capacity(slots.len());
-        let values = self.step_inner(lr, slots, Some(&mut ratios));
+        let (values, ratios, _) = self.step_inner(lr, slots, true, false);
         (values, ratios)
     }
 
+    /// [`ModelOptimizer::step`], also returning what it did to every tensor
+    /// ([`crate::diagnostics`]): the norms are reduced on the device and read back together with
+    /// the trust ratios in one transfer. Works for any [`TensorOptimizer`]; a plugin that reports
+    /// its trust ratio ([`StepContext::report_trust_ratio`]) has it recorded.
+    pub fn step_with_diagnostics(
+        &mut self,
+        lr: f64,
+        slots: Vec<ParamSlot>,
+    ) -> (Vec<Tensor<1>>, StepDiagnostics) {
+        let (values, ratios, norms) = self.step_inner(lr, slots, true, true);
+        // One device tensor: three squared norms per parameter, then every applied trust ratio.
+        let has_ratio: Vec<bool> = ratios.iter().map(Option::is_some).collect();
+        let parts: Vec<Tensor<1>> = norms
+            .into_iter()
+            .map(|n| n.expect("norms are computed when diagnosing"))
+            .chain(ratios.into_iter().flatten())
+            .collect();
+        let host: Vec<f64> = Tensor::cat(parts, 0)
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("a float tensor converted to f32 reads back as f32")
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        let mut trust = host[3 * self.params.len()..].iter().copied();
+        let mut tensors = Vec::with_capacity(self.params.len());
+        let mut sum_g2 = 0.0;
+        for (i, p) in self.params.iter().enumerate() {
+            let (w, g, u) = (
+                host[3 * i].sqrt(),
+                host[3 * i + 1].sqrt(),
+                host[3 * i + 2].sqrt(),
+            );
+            sum_g2 += host[3 * i + 1];
+            let trust_ratio = if has_ratio[i] { trust.next() } else { None };
+            let settings = &self.assignment.groups[self.assignment.group_of[i]].1;
+            tensors.push(TensorDiagnostics {
+                path: p.path.clone(),
+                group: self.group_of(i).to_string(),
+                kind: p.kind,
+                weight_norm: w,
+                grad_norm: g,
+                update_norm: u,
+                update_ratio: (w > 0.0).then(|| u / w),
+                trust_ratio,
+                effective_lr: lr * settings.lr_scale * trust_ratio.unwrap_or(1.0),
+            });
+        }
+        let global_grad_norm = sum_g2.sqrt();
+        let clipping = self
+            .assignment
+            .groups
+            .iter()
+            .zip(&self.optimizers)
+            .filter_map(|((name, _), o)| {
+                o.max_grad_norm().map(|max| GroupClip {
+                    group: name.clone(),
+                    max_norm: max,
+                    factor: clip_factor(global_grad_norm, max),
+                })
+            })
+            .collect();
+        let diagnostics = StepDiagnostics {
+            lr,
+            global_grad_norm,
+            clipping,
+            tensors,
+        };
+        (values, diagnostics)
+    }
+
+    /// The new values, the trust ratios applied (when `report`) and each tensor's squared norms
+    /// ([`crate::diagnostics::squared_norms`], when `diagnose`).
+    #[allow(clippy::type_complexity)]
     fn step_inner(
         &mut self,
         lr: f64,
         slots: Vec<ParamSlot>,
-        ratios: Option<&mut Vec<Option<Tensor<1>>>>,
-    ) -> Vec<Tensor<1>> {
+        report: bool,
+        diagnose: bool,
+    ) -> (
+        Vec<Tensor<1>>,
+        Vec<Option<Tensor<1>>>,
+        Vec<Option<Tensor<1>>>,
+    ) {
         assert_eq!(
             slots.len(),
             self.params.len(),
@@ -215,7 +297,6 @@ impl ModelOptimizer {
             None
         };
         let steps_done = self.steps_done;
-        let report = ratios.is_some();
         let (optimizers, assignment) = (&self.optimizers, &self.assignment);
         let step_one = |(i, (slot, state)): (usize, (ParamSlot, &mut State))| {
             let g = assignment.group_of[i];
@@ -234,10 +315,12 @@ impl ModelOptimizer {
                 global_grad_norm: global.as_ref(),
                 trust_ratio_out: report.then_some(&probe),
             };
+            let before = diagnose.then(|| (slot.value.clone(), slot.grad.clone()));
             let value = optimizer.step(&ctx, slot.value, slot.grad, state);
-            (value, probe.into_inner())
+            let norms = before.map(|(w, g)| squared_norms(&w, &g, &value));
+            (value, probe.into_inner(), norms)
         };
-        let updated: Vec<(Tensor<1>, Option<Tensor<1>>)> = if self.parallel {
+        let updated: Vec<(Tensor<1>, Option<Tensor<1>>, Option<Tensor<1>>)> = if self.parallel {
             slots
                 .into_par_iter()
                 .zip(self.states.par_iter_mut())
@@ -252,11 +335,15 @@ impl ModelOptimizer {
                 .map(step_one)
                 .collect()
         };
-        let (values, applied): (Vec<_>, Vec<_>) = updated.into_iter().unzip();
-        if let Some(r) = ratios {
-            r.extend(applied);
+        let mut values = Vec::with_capacity(updated.len());
+        let mut ratios = Vec::with_capacity(updated.len());
+        let mut norms = Vec::with_capacity(updated.len());
+        for (v, r, n) in updated {
+            values.push(v);
+            ratios.push(r);
+            norms.push(n);
         }
-        values
+        (values, ratios, norms)
     }
 }
 

@@ -108,6 +108,12 @@ pub trait TensorOptimizer: Send + Sync {
     fn needs_global_grad_norm(&self) -> bool {
         false
     }
+    /// The global-norm clip this optimizer applies to the gradient (its `max_grad_norm`), if any:
+    /// only read for diagnostics (the clipping factor of a step). A plugin that clips and does not
+    /// say so still trains correctly; its steps are recorded without a clipping factor.
+    fn max_grad_norm(&self) -> Option<f64> {
+        None
+    }
     /// Returns the new parameter value and updates `state` in place.
     fn step(
         &self,

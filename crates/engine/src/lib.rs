@@ -18,6 +18,7 @@ pub mod run_config;
 pub mod run_dir;
 pub mod settings;
 pub mod step;
+pub mod tensorboard;
 pub mod train;
 pub mod workload;
 

@@ -245,6 +245,8 @@ const MAY_CHANGE_ON_RESUME: &[&str] = &[
     "train.eval_every",
     "train.micro_batch_size",
     "train.devices",
+    "train.diagnostics_every",
+    "train.tensorboard",
     "data.source.ImageNet.workers",
     "data.source.ImageNet.prefetch",
 ];

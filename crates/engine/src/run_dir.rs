@@ -6,6 +6,8 @@
 //! run.lock                  advisory lock held for the life of the run (holds the pid)
 //! config.ron                the resolved config
 //! metrics.jsonl             groups line, setup line(s), per-step and evaluation lines
+//! diagnostics.jsonl         per-tensor norms, trust ratios and effective learning rates of the
+//!                           diagnosed steps (train.diagnostics_every), one line per step
 //! checkpoint-NNNNNNNN/      model.bpk + optimizer.msgpack (the newest two are kept)
 //! checkpoint.json           names the newest checkpoint and the one before, with the SHA-256
 //!                           of every file; replaced atomically after the files are complete
@@ -15,6 +17,7 @@
 use anyhow::{Context, Result, bail};
 use bigbatch_core::ModelOptimizer;
 use bigbatch_core::config::write_atomic;
+use bigbatch_core::diagnostics::StepDiagnostics;
 use bigbatch_core::optimizer::OptimizerState;
 use burn::module::Module;
 use burn::tensor::Device;
@@ -426,6 +429,66 @@ pub fn truncate_metrics(path: &Path, step: u64) -> Result<SoFar> {
     write_atomic(path, kept.as_bytes())?;
     Ok(so_far)
 }
+
+/// The lines of a JSON-lines file; an unparseable *last* line (a write cut short) is dropped with
+/// a message, an unparseable line elsewhere is an error naming the file and line.
+pub fn read_jsonl(path: &Path) -> Result<Vec<serde_json::Value>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            Err(e) if i + 1 == lines.len() => eprintln!(
+                "warning: {}: ignoring its torn last line {} ({e})",
+                path.display(),
+                i + 1
+            ),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("{}: line {} is not JSON", path.display(), i + 1));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One line of `diagnostics.jsonl`: the 0-based step whose update was diagnosed (the step of the
+/// loss line it follows in `metrics.jsonl`) and what the update did.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct DiagnosticsLine {
+    pub step: u64,
+    #[serde(flatten)]
+    pub diagnostics: StepDiagnostics,
+}
+
+/// The diagnosed steps of a run directory (`diagnostics.jsonl`), in file order; none when the
+/// run has no such file. Each line is validated: a line that is not a diagnostics record is an
+/// error naming the file, the line and what was expected.
+pub fn read_diagnostics(run_dir: &Path) -> Result<Vec<(u64, StepDiagnostics)>> {
+    let path = run_dir.join(DIAGNOSTICS_FILE);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    read_jsonl(&path)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let line: DiagnosticsLine = serde_json::from_value(v).with_context(|| {
+                format!(
+                    "{}: line {} is not a diagnostics record (expected step, lr, global_grad_norm, clipping and tensors)",
+                    path.display(),
+                    i + 1
+                )
+            })?;
+            Ok((line.step, line.diagnostics))
+        })
+        .collect()
+}
+
+/// The per-tensor diagnostics of a run directory.
+pub const DIAGNOSTICS_FILE: &str = "diagnostics.jsonl";
 
 /// Appends JSON lines, flushed one by one so a crash loses at most the line being written.
 pub struct Metrics {

@@ -100,6 +100,17 @@ pub struct TrainSettings {
     /// optimizer (phase 2 of BERT pretraining after phase 1).
     #[serde(default)]
     pub init_from: Option<PathBuf>,
+    /// Record per-tensor diagnostics (`diagnostics.jsonl`: weight, gradient and update norms,
+    /// trust ratios, effective learning rates; [`bigbatch_core::diagnostics`]) at the step before
+    /// every `k`-th update; `Some(0)`: never. `None` (the default): at every evaluation, where the
+    /// run already stops to read results back, so the default costs one reduction over the
+    /// parameters per evaluation and a run that goes wrong has its diagnostics.
+    #[serde(default)]
+    pub diagnostics_every: Option<u64>,
+    /// Also write TensorBoard event files into this directory while training: loss, learning
+    /// rate, accuracies and the diagnostics.
+    #[serde(default)]
+    pub tensorboard: Option<PathBuf>,
 }
 
 fn default_train_eval() -> usize {
@@ -110,6 +121,15 @@ impl TrainSettings {
     /// Examples per forward/backward pass (over all devices).
     pub fn micro_batch_size(&self) -> usize {
         self.micro_batch_size.unwrap_or(self.batch_size)
+    }
+
+    /// Whether the update of step `step` (0-based) is diagnosed ([`TrainSettings::diagnostics_every`]).
+    pub fn diagnoses(&self, step: u64) -> bool {
+        match self.diagnostics_every {
+            None => (step + 1).is_multiple_of(self.eval_every) || step + 1 == self.steps,
+            Some(0) => false,
+            Some(k) => (step + 1).is_multiple_of(k),
+        }
     }
 
     /// Devices the batch is shared across.

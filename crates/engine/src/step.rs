@@ -22,6 +22,7 @@
 
 use anyhow::{Result, bail};
 use bigbatch_core::ModelOptimizer;
+use bigbatch_core::diagnostics::StepDiagnostics;
 use bigbatch_core::params::{ParamSlot, gather, scatter, values};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -100,18 +101,22 @@ pub fn check_split(batch_size: usize, micro_batch_size: usize, devices: usize) -
 pub struct StepOutcome {
     /// The batch's loss (the sum of the parts' losses), before the update.
     pub loss: f64,
+    /// What the update did to every tensor, when the step was asked to diagnose it.
+    pub diagnostics: Option<StepDiagnostics>,
 }
 
 /// Forward and backward over every part of a batch, then one optimizer update with the summed
 /// gradients at learning rate `lr`. `loss_of(model, part, device)` returns the part's loss
 /// divided by the whole batch's denominator. Returns the updated model (on the main device) and
 /// the batch's loss; a non-finite loss leaves the model unchanged and is returned as is, for the
-/// caller to record.
+/// caller to record. With `diagnose`, the outcome also holds the update's per-tensor diagnostics
+/// ([`ModelOptimizer::step_with_diagnostics`]: norms of the summed gradient before clipping).
 pub fn step<M, F>(
     model: M,
     optimizer: &mut ModelOptimizer,
     split: &BatchSplit,
     lr: f64,
+    diagnose: bool,
     mut loss_of: F,
 ) -> Result<(M, StepOutcome)>
 where
@@ -150,15 +155,26 @@ where
     }
     let loss: f64 = Tensor::cat(losses, 0).sum().into_scalar::<f32>().into();
     if !loss.is_finite() {
-        return Ok((model, StepOutcome { loss }));
+        return Ok((
+            model,
+            StepOutcome {
+                loss,
+                diagnostics: None,
+            },
+        ));
     }
     let slots = values(&model)
         .into_iter()
         .zip(grads.expect("a batch has at least one part"))
         .map(|(value, grad)| ParamSlot { value, grad })
         .collect();
-    let updated = optimizer.step(lr, slots);
-    Ok((scatter(model, updated), StepOutcome { loss }))
+    let (updated, diagnostics) = if diagnose {
+        let (values, d) = optimizer.step_with_diagnostics(lr, slots);
+        (values, Some(d))
+    } else {
+        (optimizer.step(lr, slots), None)
+    };
+    Ok((scatter(model, updated), StepOutcome { loss, diagnostics }))
 }
 
 /// Runs `work` (a training step); a backend panic that reports device memory exhaustion becomes

@@ -3,7 +3,10 @@
 //!
 //! The run directory receives `config.ron` (the resolved config), `metrics.jsonl` (one JSON
 //! object per line: the parameter groups, then per step `loss` and `lr`, and at each evaluation
-//! `val_accuracy` and `train_accuracy`) and `summary.json` (written atomically at the end). A
+//! `val_accuracy` and `train_accuracy`), `diagnostics.jsonl` (per-tensor norms, trust ratios and
+//! effective learning rates of the steps `train.diagnostics_every` selects; one line per step) and
+//! `summary.json` (written atomically at the end); with `train.tensorboard`, the same scalars go
+//! to TensorBoard event files as they are recorded. A
 //! non-finite loss ends the run with status `diverged`, the step and the reason recorded.
 //!
 //! At every evaluation the run also writes a checkpoint: `checkpoint-NNNNNNNN/` (the model as a
@@ -17,10 +20,11 @@ use crate::backend::{self, Backend};
 pub use crate::run::{Run, RunOptions, RunSummary, Status};
 use crate::run_config::{RunConfig, check_resume_config};
 use crate::run_dir::{
-    Metrics, RunLock, SoFar, check_fresh_start, clear_run, load_model, read_pointer, restore,
-    save_checkpoint, truncate_metrics,
+    DIAGNOSTICS_FILE, DiagnosticsLine, Metrics, RunLock, SoFar, check_fresh_start, clear_run,
+    load_model, read_pointer, restore, save_checkpoint, truncate_metrics,
 };
 use crate::step::{self, BatchSplit};
+use crate::tensorboard::{self, EventWriter};
 use crate::workload::{self, Trainable, Workload};
 use anyhow::{Context, Result, bail};
 use bigbatch_core::ModelOptimizer;
@@ -139,6 +143,7 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
     let mut optimizer =
         ModelOptimizer::new(run.optimizer, params)?.with_parallel_steps(run.parallel_optimizer);
     let metrics_path = out.join("metrics.jsonl");
+    let diagnostics_path = out.join(DIAGNOSTICS_FILE);
     let mut start = 0;
     let mut so_far = SoFar::default();
     let t = run.train;
@@ -153,6 +158,9 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
             model = restored.model;
             start = restored.step;
             so_far = truncate_metrics(&metrics_path, start)?;
+            if diagnostics_path.exists() {
+                truncate_metrics(&diagnostics_path, start)?;
+            }
             let mut m = Metrics::append(&metrics_path)?;
             m.write(&json!({"resumed_at": start, "setup": setup_line}))?;
             m
@@ -177,6 +185,27 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
     };
 
     workload.skip(start)?;
+    let resumed = run.checkpoint.is_some();
+    let mut diagnostics = None;
+    let mut events = match &t.tensorboard {
+        Some(dir) => {
+            let mut events = EventWriter::create(dir, resumed.then_some(start))?;
+            if resumed {
+                // The resumed step's START drops the earlier files' events from that step on,
+                // the evaluation at the checkpoint with them: write it again.
+                for line in crate::run_dir::read_jsonl(&metrics_path)? {
+                    if line["step"].as_u64() == Some(start)
+                        && line.get("val_accuracy").is_some()
+                        && let Some((s, scalars)) = tensorboard::metrics_scalars(&line)
+                    {
+                        events.scalars(s, &scalars)?;
+                    }
+                }
+            }
+            Some(events)
+        }
+        None => None,
+    };
     let bar = progress_bar(t.steps, options.progress);
     bar.set_position(start);
     let mut summary = RunSummary {
@@ -201,17 +230,24 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
         let batch = workload.next_batch()?;
         let random = workload.draws_randomness();
         let (updated, outcome) = step::guard_memory(split, || {
-            step::step(model, &mut optimizer, split, lr, |m, part, d| {
-                // Random draws inside the forward pass (dropout) come from a generator seeded by
-                // (seed, step, part) under the process-wide lock, released before the backward
-                // pass.
-                let _guard = random.then(rng_lock);
-                if random {
-                    d.seed(part_seed(t.seed, step, part.range.start));
-                }
-                let at = crate::workload::StepKey { seed: t.seed, step };
-                workload.part_loss_at(m, &batch, part.range.clone(), d, at)
-            })
+            step::step(
+                model,
+                &mut optimizer,
+                split,
+                lr,
+                t.diagnoses(step),
+                |m, part, d| {
+                    // Random draws inside the forward pass (dropout) come from a generator seeded by
+                    // (seed, step, part) under the process-wide lock, released before the backward
+                    // pass.
+                    let _guard = random.then(rng_lock);
+                    if random {
+                        d.seed(part_seed(t.seed, step, part.range.start));
+                    }
+                    let at = crate::workload::StepKey { seed: t.seed, step };
+                    workload.part_loss_at(m, &batch, part.range.clone(), d, at)
+                },
+            )
         })?;
         model = updated;
         let loss_value = outcome.loss;
@@ -227,9 +263,32 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
         let rate = t.batch_size as f64 / elapsed.as_secs_f64();
         summary.steps = step + 1;
         summary.final_loss = Some(loss_value);
-        metrics.write(
-            &json!({"step": step, "loss": loss_value, "lr": lr, "examples_per_second": rate}),
-        )?;
+        let line = json!({"step": step, "loss": loss_value, "lr": lr, "examples_per_second": rate});
+        metrics.write(&line)?;
+        if let Some(d) = outcome.diagnostics {
+            let record = DiagnosticsLine {
+                step,
+                diagnostics: d,
+            };
+            let file = match diagnostics.as_mut() {
+                Some(file) => file,
+                // A resumed run continues its (truncated) file; a fresh one starts it.
+                None => diagnostics.insert(if resumed && diagnostics_path.exists() {
+                    Metrics::append(&diagnostics_path)?
+                } else {
+                    Metrics::create(&diagnostics_path)?
+                }),
+            };
+            file.write(&serde_json::to_value(&record)?)?;
+            if let Some(events) = events.as_mut() {
+                events.scalars(step, &tensorboard::diagnostics_scalars(&record.diagnostics))?;
+            }
+        }
+        if let (Some(events), Some((s, scalars))) =
+            (events.as_mut(), tensorboard::metrics_scalars(&line))
+        {
+            events.scalars(s, &scalars)?;
+        }
         bar.set_message(format!("loss {loss_value:.4} lr {lr:.4} {rate:.0} ex/s"));
         bar.inc(1);
 
@@ -246,6 +305,11 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
                 extra.push_str(&format!("  {name} {value:.4}"));
             }
             metrics.write(&line)?;
+            if let (Some(events), Some((s, scalars))) =
+                (events.as_mut(), tensorboard::metrics_scalars(&line))
+            {
+                events.scalars(s, &scalars)?;
+            }
             let text = format!(
                 "step {:>6}  loss {loss_value:.4}  val acc {:.2}%  train acc {:.2}%{extra}",
                 step + 1,

@@ -68,6 +68,9 @@ impl TensorOptimizer for Adam {
     fn needs_global_grad_norm(&self) -> bool {
         self.max_grad_norm.is_some()
     }
+    fn max_grad_norm(&self) -> Option<f64> {
+        self.max_grad_norm
+    }
 
     fn step(
         &self,

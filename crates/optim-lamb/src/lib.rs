@@ -93,6 +93,9 @@ impl TensorOptimizer for Lamb {
     fn needs_global_grad_norm(&self) -> bool {
         self.config.max_grad_norm.is_some()
     }
+    fn max_grad_norm(&self) -> Option<f64> {
+        self.config.max_grad_norm
+    }
 
     fn step(
         &self,

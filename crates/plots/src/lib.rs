@@ -1,7 +1,8 @@
 //! Charts of bigbatch results, each written as SVG and PNG side by side: several series on one
-//! line chart (learning-rate schedules, training curves) and box plots of a metric over seeds with
-//! a target line (the paper's Figures 1 and 4). Text uses the embedded DejaVu Sans, so nothing
-//! depends on the fonts of the machine.
+//! line chart (learning-rate schedules, training curves), box plots of a metric over seeds with a
+//! target line (the paper's Figures 1 and 4) and heat maps on a log scale (per-layer
+//! diagnostics). Text uses the embedded DejaVu Sans, so nothing depends on the fonts of the
+//! machine.
 //!
 //! Must not depend on any other bigbatch crate (callers pass numbers).
 
@@ -357,6 +358,173 @@ pub fn box_plot(
     )
 }
 
+/// A grid of values: one row per label (e.g. a layer), one column per x (e.g. a step); `None`
+/// cells are left blank.
+#[derive(Clone, Debug)]
+pub struct Grid {
+    pub rows: Vec<String>,
+    pub columns: Vec<f64>,
+    /// `values[row][column]`.
+    pub values: Vec<Vec<Option<f64>>>,
+}
+
+/// Viridis-like colour ramp from dark blue (0) through green to yellow (1).
+fn ramp(t: f64) -> RGBColor {
+    const STOPS: [(f64, f64, f64); 5] = [
+        (68.0, 1.0, 84.0),
+        (59.0, 82.0, 139.0),
+        (33.0, 145.0, 140.0),
+        (94.0, 201.0, 98.0),
+        (253.0, 231.0, 37.0),
+    ];
+    let t = t.clamp(0.0, 1.0) * (STOPS.len() - 1) as f64;
+    let i = (t.floor() as usize).min(STOPS.len() - 2);
+    let f = t - i as f64;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    let mix = |x: f64, y: f64| (x + f * (y - x)).round() as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+fn draw_heatmap<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    x_label: &str,
+    value_label: &str,
+    grid: &Grid,
+) -> Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let logs: Vec<f64> = grid
+        .values
+        .iter()
+        .flatten()
+        .flatten()
+        .filter(|v| **v > 0.0 && v.is_finite())
+        .map(|v| v.log10())
+        .collect();
+    let (lo, hi) = bounds(logs.iter().copied())?;
+    let (plot, bar) = root.split_horizontally(SIZE.0 - 110);
+    let n_rows = grid.rows.len();
+    let n_cols = grid.columns.len();
+    let longest = grid.rows.iter().map(String::len).max().unwrap_or(1) as u32;
+    let row_font = (480 / n_rows.max(1) as u32).clamp(6, 14);
+    // Cells are centred on integer coordinates, where the axis puts its ticks.
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size((longest * row_font * 6 / 10 + 12).min(340))
+        .build_cartesian_2d(-0.5f64..n_cols as f64 - 0.5, -0.5f64..n_rows as f64 - 0.5)
+        .map_err(err)?;
+    let columns = grid.columns.clone();
+    let rows = grid.rows.clone();
+    let at = |v: f64, n: usize| {
+        let i = v.round();
+        ((v - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n).then_some(i as usize)
+    };
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc(x_label)
+        .x_labels(n_cols.min(12))
+        .x_label_formatter(&|x| {
+            at(*x, n_cols)
+                .map(|i| format!("{}", columns[i]))
+                .unwrap_or_default()
+        })
+        .y_labels(n_rows)
+        // Row 0 at the top.
+        .y_label_formatter(&|y| {
+            at(*y, n_rows)
+                .map(|i| rows[n_rows - 1 - i].clone())
+                .unwrap_or_default()
+        })
+        .y_label_style(("sans-serif", row_font))
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(err)?;
+    let cells = grid.values.iter().enumerate().flat_map(|(r, row)| {
+        row.iter().enumerate().filter_map(move |(c, v)| {
+            let v = (*v)?;
+            let y = (n_rows - 1 - r) as f64;
+            let colour = if v > 0.0 && v.is_finite() {
+                ramp((v.log10() - lo) / (hi - lo))
+            } else {
+                RGBColor(200, 200, 200)
+            };
+            let x = c as f64;
+            Some(Rectangle::new(
+                [(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)],
+                colour.filled(),
+            ))
+        })
+    });
+    chart.draw_series(cells).map_err(err)?;
+    // The colour bar: log10 of the value.
+    let mut scale = ChartBuilder::on(&bar)
+        .margin_top(48)
+        .margin_bottom(56)
+        .margin_right(8)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..1.0, lo..hi)
+        .map_err(err)?;
+    scale
+        .configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .y_desc(format!("log10 {value_label}"))
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(err)?;
+    let steps = 64;
+    scale
+        .draw_series((0..steps).map(|i| {
+            let a = lo + (hi - lo) * i as f64 / steps as f64;
+            let b = lo + (hi - lo) * (i + 1) as f64 / steps as f64;
+            Rectangle::new(
+                [(0.0, a), (1.0, b)],
+                ramp((i as f64 + 0.5) / steps as f64).filled(),
+            )
+        }))
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
+/// A heat map of a grid on a log10 colour scale (e.g. each layer's update-to-weight ratio over
+/// steps), with a colour bar; cells that are not positive are grey. Writes `stem.svg` and
+/// `stem.png`.
+pub fn heatmap(
+    stem: &Path,
+    title: &str,
+    x_label: &str,
+    value_label: &str,
+    grid: &Grid,
+) -> Result<Vec<PathBuf>> {
+    if grid.values.len() != grid.rows.len()
+        || grid.values.iter().any(|r| r.len() != grid.columns.len())
+    {
+        bail!(
+            "{}: the grid has {} rows and {} columns, but its values do not match",
+            stem.display(),
+            grid.rows.len(),
+            grid.columns.len()
+        );
+    }
+    if !grid
+        .values
+        .iter()
+        .flatten()
+        .flatten()
+        .any(|v| *v > 0.0 && v.is_finite())
+    {
+        bail!("{}: no positive values to plot", stem.display());
+    }
+    both(
+        stem,
+        |root| draw_heatmap(root, title, x_label, value_label, grid),
+        |root| draw_heatmap(root, title, x_label, value_label, grid),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,6 +591,35 @@ mod tests {
                 );
             }
         }
+        let grid = Grid {
+            rows: vec!["conv1.weight".into(), "bn1.gamma".into()],
+            columns: vec![9.0, 19.0, 29.0],
+            values: vec![
+                vec![Some(1e-3), Some(2e-3), None],
+                vec![Some(1e-1), Some(0.0), Some(5e-2)],
+            ],
+        };
+        for p in heatmap(
+            &dir.join("heat"),
+            "Update ratio",
+            "step",
+            "update / weight",
+            &grid,
+        )
+        .unwrap()
+        {
+            assert!(
+                std::fs::metadata(&p).unwrap().len() > 1000,
+                "{}",
+                p.display()
+            );
+        }
+        let ragged = Grid {
+            values: vec![vec![Some(1.0)], vec![]],
+            ..grid.clone()
+        };
+        assert!(heatmap(&dir.join("ragged"), "t", "x", "v", &ragged).is_err());
+        assert!(ramp(0.0) == RGBColor(68, 1, 84) && ramp(1.0) == RGBColor(253, 231, 37));
         assert!(line_chart(&dir.join("empty"), "t", "x", "y", &[]).is_err());
         assert!(band_chart(&dir.join("empty"), "t", "x", "y", &[]).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

@@ -9,6 +9,7 @@
 //! must not depend on clap, on optimizer math or on any workload's code: the binary that runs
 //! studies links the workloads and optimizers it needs.
 
+pub mod diagnostics;
 pub mod report;
 pub mod reproduce;
 pub mod rules;

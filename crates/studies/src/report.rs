@@ -367,7 +367,40 @@ pub fn tables(studies: &[Study]) -> Result<(String, String)> {
     md += &results;
     md += &comparisons(studies, &Bootstrap::default())?;
     md += &spaces;
+    let runs = best_point_diagnostics(studies)?;
+    if !runs.is_empty() {
+        md += "
+## Inside training (best point)
+
+";
+        md += "Per-layer diagnostics of each study's best point (its first fresh rerun that recorded them, else the best trial), at the last diagnosed step; the charts `diagnostics-*` show them over steps.
+
+";
+        md += &crate::diagnostics::summary_table(&runs)?;
+        for r in &runs {
+            writeln!(
+                md,
+                "
+{}: `{}`",
+                r.label,
+                r.dir.display()
+            )?;
+        }
+    }
     Ok((md, csv))
+}
+
+/// Each study's best-point run that recorded diagnostics ([`crate::diagnostics::best_point_run`]).
+pub fn best_point_diagnostics(
+    studies: &[Study],
+) -> Result<Vec<crate::diagnostics::RunDiagnostics>> {
+    let mut runs = Vec::new();
+    for study in studies {
+        if let Some(r) = crate::diagnostics::best_point_run(study, &name(study))? {
+            runs.push(r);
+        }
+    }
+    Ok(runs)
 }
 
 /// The configs whose schedules a study's charts show: the best trial's, or for a study that
@@ -555,6 +588,10 @@ pub fn plots(studies: &[Study], out_dir: &Path) -> Result<Vec<PathBuf>> {
             "validation accuracy",
             &curves,
         )?);
+    }
+    let runs = best_point_diagnostics(studies)?;
+    if !runs.is_empty() {
+        written.extend(crate::diagnostics::plot(&runs, out_dir, "diagnostics-")?);
     }
     Ok(written)
 }

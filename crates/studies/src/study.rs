@@ -198,13 +198,19 @@ impl Study {
     }
 
     /// SHA-256 over what decides every trial: the search space, the study seed and the composed
-    /// base config.
+    /// base config, less the settings that only choose what is recorded
+    /// (`train.diagnostics_every`, `train.tensorboard`: turning them on keeps the trials).
     pub fn fingerprint(&self) -> Result<String> {
         use sha2::{Digest, Sha256};
+        let mut base = serde_json::to_value(&self.base)?;
+        if let Some(train) = base["train"].as_object_mut() {
+            train.remove("diagnostics_every");
+            train.remove("tensorboard");
+        }
         let mut what = serde_json::json!({
             "search": serde_json::to_value(&self.file.search)?,
             "seed": self.file.seed,
-            "base": serde_json::to_value(&self.base)?,
+            "base": base,
         });
         if let Some(refine) = &self.file.refine {
             what["refine"] = serde_json::to_value(refine)?;
@@ -361,7 +367,7 @@ impl Study {
         let space = match (&self.file.refine, self.final_stage()?) {
             (Some(refine), None) if index >= refine.initial_trials && index > 0 => {
                 let done = self.trials()?;
-                if !done.contains_key(&index) && !self.trial_dir(index).exists() {
+                if !done.contains_key(&index) && !self.trial_run_dir(index).exists() {
                     // Beyond the initial trials only when some of them diverged.
                     let feasible = done.values().filter(|r| r.feasible()).count() as u64;
                     if feasible >= refine.initial_trials {
@@ -383,7 +389,8 @@ impl Study {
         Ok((config, point))
     }
 
-    fn trial_dir(&self, index: u64) -> PathBuf {
+    /// The run directory of trial `index`.
+    pub fn trial_run_dir(&self, index: u64) -> PathBuf {
         self.dir.join("trials").join(format!("{index:05}"))
     }
 
@@ -480,7 +487,7 @@ impl Study {
     /// Runs trial `index` unless its result exists; returns the result.
     pub fn run_trial(&self, index: u64, backend: Backend) -> Result<TrialResult> {
         self.record_fingerprint()?;
-        let run_dir = self.trial_dir(index);
+        let run_dir = self.trial_run_dir(index);
         let (config, point) = self.trial_config(index)?;
         self.run_config(index, point, config, &run_dir, backend)
     }
@@ -636,6 +643,16 @@ impl Study {
         if let Some(e) = s.error {
             return Err(e);
         }
+        if s.feasible < trials && bigbatch_engine::interrupt::requested() {
+            return Err(bigbatch_engine::interrupt::Interrupted {
+                what: format!(
+                    "{}: {} feasible trials of {trials} when the signal came; the next `study run` or `reproduce` continues",
+                    self.path.display(),
+                    s.feasible
+                ),
+            }
+            .into());
+        }
         if s.feasible < trials && !s.elsewhere.is_empty() {
             bail!(
                 "{}: {} feasible trials of {trials}; trials {:?} are running in other processes (skipped here): run again when they have finished (`study status` shows them)",
@@ -763,6 +780,16 @@ impl Study {
                 });
             }
         });
+        let left = next.into_inner().unwrap_or_else(|e| e.into_inner()).count();
+        if left > 0 && bigbatch_engine::interrupt::requested() {
+            return Err(bigbatch_engine::interrupt::Interrupted {
+                what: format!(
+                    "{}: {left} reruns not started when the signal came; the next `study rerun` or `reproduce` continues",
+                    self.path.display()
+                ),
+            }
+            .into());
+        }
         results
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
@@ -887,7 +914,7 @@ impl Study {
         let unfinished = self.unfinished();
         let (running, killed): (Vec<u64>, Vec<u64>) = unfinished
             .iter()
-            .partition(|i| RunLock::holder(&self.trial_dir(**i)).is_some());
+            .partition(|i| RunLock::holder(&self.trial_run_dir(**i)).is_some());
         let list = |v: &[u64]| {
             if v.is_empty() {
                 String::new()

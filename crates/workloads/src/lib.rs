@@ -120,6 +120,8 @@ mod tests {
             eval_every: 1,
             train_eval_examples: 10,
             init_from: None,
+            diagnostics_every: None,
+            tensorboard: None,
         }
     }
 

@@ -67,7 +67,7 @@ pub(super) fn run_steps<W: Workload>(
             seed: config.train.seed,
             step: s,
         };
-        let (m, outcome) = step::step(model, &mut optimizer, &split, lr, |m, part, d| {
+        let (m, outcome) = step::step(model, &mut optimizer, &split, lr, false, |m, part, d| {
             workload.part_loss_at(m, &batch, part.range.clone(), d, at)
         })
         .unwrap();

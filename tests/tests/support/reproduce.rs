@@ -253,6 +253,16 @@ fn reproduce_runs_resumes_and_reports() {
         "{pair}"
     );
     assert!(out.join("pair/accuracy_over_seeds.png").is_file());
+    // Each pair's page shows what happened inside training at both best points.
+    assert!(
+        out.join("pair/diagnostics-by_kind-trust_ratio.png")
+            .is_file()
+    );
+    assert!(
+        readme.contains("Inside training, at the best points")
+            && readme.contains("| lars | weights |"),
+        "{readme}"
+    );
     assert!(out.join("warmup/by_value.png").is_file());
     // Tidy and without duplicates: one row per study and metric (the sweep study has no reruns,
     // its runs are in the finding's table).

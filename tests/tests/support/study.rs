@@ -191,7 +191,19 @@ fn study_runs_resumes_reruns_and_reports() {
         md.contains("`schedule.peak` | Discrete([0.01, 1e+30])"),
         "{md}"
     );
-    for chart in ["schedules", "accuracy_over_seeds", "training_curves"] {
+    // Diagnostics are recorded at every evaluation by default: the best point's are in the report.
+    assert!(
+        md.contains("## Inside training (best point)") && md.contains("| tiny | weights |"),
+        "{md}"
+    );
+    for chart in [
+        "schedules",
+        "accuracy_over_seeds",
+        "training_curves",
+        "diagnostics-tiny-update_ratio",
+        "diagnostics-global_grad_norm",
+        "diagnostics-by_kind-update_ratio",
+    ] {
         for ext in ["svg", "png"] {
             let p = report_dir.join(format!("{chart}.{ext}"));
             assert!(

@@ -128,6 +128,36 @@ fn checkpoints_move_between_backends() {
             &losses(&out),
             1e-4,
         );
+        // The diagnostics (at each evaluation by default) agree with the CPU's too: norms reduced
+        // and trust ratios read back on WGPU.
+        let want = bigbatch_engine::run_dir::read_diagnostics(&straight).unwrap();
+        let got = bigbatch_engine::run_dir::read_diagnostics(&out).unwrap();
+        assert_eq!(
+            want.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            got.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            "{first} then {second}: diagnosed steps"
+        );
+        let numbers = |d: &[(u64, bigbatch_core::diagnostics::StepDiagnostics)]| -> Vec<f32> {
+            d.iter()
+                .flat_map(|(_, d)| {
+                    std::iter::once(d.global_grad_norm).chain(d.tensors.iter().flat_map(|t| {
+                        [
+                            t.weight_norm,
+                            t.grad_norm,
+                            t.update_norm,
+                            t.trust_ratio.unwrap_or(0.0),
+                        ]
+                    }))
+                })
+                .map(|x| x as f32)
+                .collect()
+        };
+        assert_close(
+            &format!("{first} then {second}: diagnostics"),
+            &numbers(&want),
+            &numbers(&got),
+            1e-3,
+        );
     }
 }
 

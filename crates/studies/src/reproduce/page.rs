@@ -157,6 +157,14 @@ impl Reproduction {
                 "\nProtocol, search spaces and best points: [{0}/report.md]({0}/report.md).\n",
                 f.name
             )?;
+            let inside = crate::report::best_point_diagnostics(&studies)?;
+            if !inside.is_empty() {
+                writeln!(
+                    sections,
+                    "Inside training, at the best points (per kind of parameter at the last diagnosed step; a trust ratio of \"none\" means the kind's optimizer applies none, i.e. 1; charts `diagnostics-*` over steps):\n\n{}",
+                    crate::diagnostics::summary_table(&inside)?
+                )?;
+            }
             for chart in charts
                 .iter()
                 .filter(|c| c.extension().is_some_and(|e| e == "png"))
