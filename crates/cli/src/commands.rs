@@ -499,7 +499,7 @@ where
                     r.steps.len()
                 );
             }
-            md += "\nAt the last diagnosed step of each run:\n\n";
+            md += "\nAt the first and the last diagnosed step of each run:\n\n";
             md += &diagnostics::summary_table(&loaded)?;
             write_atomic(&out.join("diagnostics.md"), md.as_bytes())?;
             println!("{md}");

@@ -275,29 +275,40 @@ pub fn plot(runs: &[RunDiagnostics], out: &Path, prefix: &str) -> Result<Vec<Pat
     Ok(written)
 }
 
-/// A Markdown table of each run's kinds at its last diagnosed step: update ratio, trust ratio
-/// (median; "none" where no tensor of the kind has one) and gradient norm.
+/// A Markdown table of each run's kinds at its first and last diagnosed steps: update ratio,
+/// trust ratio and effective learning rate (medians; "none" where no tensor of the kind has a
+/// trust ratio) and gradient norm.
 pub fn summary_table(runs: &[RunDiagnostics]) -> Result<String> {
     let mut md = String::from(
-        "| run | kind | step | update / weight | trust ratio (median) | effective lr (median) | gradient norm |\n|---|---|---|---|---|---|---|\n",
+        "| run | kind | step | update / weight | trust ratio (median) | effective lr (median) | gradient norm |\n|---|---|---:|---:|---:|---:|---:|\n",
     );
     let show = |v: Option<f64>| v.map_or("none".to_string(), |v| format!("{v:.3e}"));
     for r in runs {
-        let (step, d) = r.steps.last().expect("read() refuses runs without steps");
+        let (first, last) = (
+            r.steps.first().expect("read() refuses runs without steps"),
+            r.steps.last().expect("read() refuses runs without steps"),
+        );
+        let steps = if first.0 == last.0 {
+            vec![first]
+        } else {
+            vec![first, last]
+        };
         for k in KINDS {
-            if !d.tensors.iter().any(|t| t.kind == k) {
-                continue;
+            for (step, d) in &steps {
+                if !d.tensors.iter().any(|t| t.kind == k) {
+                    continue;
+                }
+                writeln!(
+                    md,
+                    "| {} | {} | {step} | {} | {} | {} | {} |",
+                    r.label,
+                    kind_name(k),
+                    show(Quantity::UpdateRatio.of_kind(d, k)),
+                    show(Quantity::TrustRatio.of_kind(d, k)),
+                    show(Quantity::EffectiveLr.of_kind(d, k)),
+                    show(Quantity::GradNorm.of_kind(d, k)),
+                )?;
             }
-            writeln!(
-                md,
-                "| {} | {} | {step} | {} | {} | {} | {} |",
-                r.label,
-                kind_name(k),
-                show(Quantity::UpdateRatio.of_kind(d, k)),
-                show(Quantity::TrustRatio.of_kind(d, k)),
-                show(Quantity::EffectiveLr.of_kind(d, k)),
-                show(Quantity::GradNorm.of_kind(d, k)),
-            )?;
         }
     }
     Ok(md)

@@ -373,7 +373,7 @@ pub fn tables(studies: &[Study]) -> Result<(String, String)> {
 ## Inside training (best point)
 
 ";
-        md += "Per-layer diagnostics of each study's best point (its first fresh rerun that recorded them, else the best trial), at the last diagnosed step; the charts `diagnostics-*` show them over steps.
+        md += "Per-layer diagnostics of each study's best point (its first fresh rerun that recorded them, else the best trial), at the first and last diagnosed steps; the charts `diagnostics-*` show them over steps.
 
 ";
         md += &crate::diagnostics::summary_table(&runs)?;

@@ -449,3 +449,26 @@ fn tensorboard_files_read_back_with_tensorboard() {
         }
     }
 }
+
+/// docs/diagnostics-table5/diagnostics.md is what `bigbatch diagnostics` writes from the run files
+/// committed beside it.
+#[test]
+fn published_table5_diagnostics_are_current() {
+    let dir = scratch("table5");
+    let docs = root().join("docs/diagnostics-table5");
+    let runs = ["f2-lamb", "f2-lamb-adam"].map(|r| docs.join("runs").join(r));
+    run_cli([
+        "bigbatch",
+        "diagnostics",
+        runs[0].to_str().unwrap(),
+        runs[1].to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ])
+    .unwrap();
+    let made = std::fs::read_to_string(dir.join("diagnostics.md"))
+        .unwrap()
+        .replace(&format!("{}/", root().display()), "");
+    let published = std::fs::read_to_string(docs.join("diagnostics.md")).unwrap();
+    assert_eq!(made, published);
+}

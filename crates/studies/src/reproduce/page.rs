@@ -161,7 +161,7 @@ impl Reproduction {
             if !inside.is_empty() {
                 writeln!(
                     sections,
-                    "Inside training, at the best points (per kind of parameter at the last diagnosed step; a trust ratio of \"none\" means the kind's optimizer applies none, i.e. 1; charts `diagnostics-*` over steps):\n\n{}",
+                    "Inside training, at the best points (per kind of parameter at the first and last diagnosed steps; a trust ratio of \"none\" means the kind's optimizer applies none, i.e. 1; charts `diagnostics-*` over steps):\n\n{}",
                     crate::diagnostics::summary_table(&inside)?
                 )?;
             }
