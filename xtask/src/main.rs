@@ -540,8 +540,13 @@ fn test(wgpu: bool) -> Result<()> {
         Err(e) => eprintln!("xtask: {e:#}; the real-Slurm test will say it skipped"),
     }
     // The TensorBoard test reads event files back with the `tensorboard` Python package (a venv
-    // it makes under target/tmp/); here it must not skip.
-    run.env("BIGBATCH_REQUIRE_TENSORBOARD", "1");
+    // it makes under target/tmp/); where Python can make one, it must not skip.
+    match ensure_python_venv() {
+        Ok(()) => {
+            run.env("BIGBATCH_REQUIRE_TENSORBOARD", "1");
+        }
+        Err(e) => eprintln!("xtask: {e:#}; the TensorBoard test will say it skipped"),
+    }
     // The tests include the device check's dry run on the CPU at tiny sizes
     // (benches/device_check.rs, `dry_run_on_the_cpu`): every part of the script a GPU machine
     // runs executes, in the tests' build.
@@ -687,6 +692,36 @@ fn ensure_slurm() -> Result<()> {
     )?;
     if !all() {
         bail!("apt-get installed Slurm but its programs are not in /usr/sbin or /usr/bin");
+    }
+    Ok(())
+}
+
+/// `python3 -m venv` with pip works (Debian's python3 needs python3-venv for it: installed with
+/// apt-get where missing and possible).
+fn ensure_python_venv() -> Result<()> {
+    let works = || {
+        Command::new("python3")
+            .args(["-c", "import ensurepip, venv"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works() {
+        return Ok(());
+    }
+    if !Path::new("/usr/bin/apt-get").exists() {
+        bail!("python3 with venv and ensurepip is missing and apt-get is not here");
+    }
+    eprintln!(
+        "xtask: installing python3-venv for the TensorBoard test (apt-get install python3-venv)"
+    );
+    status(Command::new("apt-get").args(["update", "-q"]))?;
+    status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "python3-venv"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    if !works() {
+        bail!("apt-get installed python3-venv but `python3 -m venv` still lacks ensurepip");
     }
     Ok(())
 }
