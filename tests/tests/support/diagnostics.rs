@@ -141,6 +141,27 @@ fn lars_by_hand() {
     close("b lr", b.effective_lr, 0.1, 1e-6);
 }
 
+/// A plugin written against `TensorOptimizer` without knowing of diagnostics (tests/optim-signsgd:
+/// w <- w - lr sign(g)) gets them: update norms lr sqrt(2) = 0.1414 for both tensors (every
+/// gradient coordinate is non-zero), no trust ratio, no clipping, effective lr = lr.
+#[test]
+fn an_outside_plugin_gets_diagnostics() {
+    bigbatch_optim_signsgd::link();
+    let d = diagnose(r#"(default: (optimizer: (name: "sign_sgd")))"#, 1);
+    let (w, b) = (&d[0].tensors[0], &d[0].tensors[1]);
+    assert!(d[0].clipping.is_empty());
+    close("w u", w.update_norm, 0.1 * 2f64.sqrt(), 1e-6);
+    close(
+        "w ratio",
+        w.update_ratio.unwrap(),
+        0.1 * 2f64.sqrt() / 5.0,
+        1e-6,
+    );
+    close("b u", b.update_norm, 0.1 * 2f64.sqrt(), 1e-6);
+    assert_eq!((w.trust_ratio, b.trust_ratio), (None, None));
+    close("lr", w.effective_lr, 0.1, 1e-12);
+}
+
 /// resnet-mini narrowed (ghost batch norm over 8), LAMB, every update diagnosed.
 fn train(out: &Path, extra: &[&str]) {
     let mut args: Vec<String> = vec![
