@@ -3,8 +3,9 @@
 //! Data path, top to bottom: [`run_config`] (RON files + `--set` -> [`run_config::RunConfig`],
 //! checked by the workload's plugin) -> [`train::run`] (the backend's devices, the run directory,
 //! the workload from the [`workload`] registry) -> [`train::train_loop`] (model + parameter groups
-//! -> optimizer -> steps, each cut by [`step`] into micro-batches and devices -> metrics and
-//! checkpoints in the run directory, [`run_dir`]).
+//! -> optimizer -> steps, each cut by [`step`] into micro-batches and devices -> metrics,
+//! diagnostics and TensorBoard files ([`records`]) and checkpoints in the run directory,
+//! [`run_dir`]).
 //!
 //! Depends on core, models and data (for the config types of the built-in workloads); must not
 //! depend on clap, studies, concrete optimizers or the code of any workload: workloads (the
@@ -13,6 +14,7 @@
 
 pub mod backend;
 pub mod interrupt;
+pub mod records;
 pub mod run;
 pub mod run_config;
 pub mod run_dir;

@@ -17,14 +17,14 @@
 //! it had never stopped (a test checks bit-identical results).
 
 use crate::backend::{self, Backend};
+use crate::records::Records;
 pub use crate::run::{Run, RunOptions, RunSummary, Status};
 use crate::run_config::{RunConfig, check_resume_config};
 use crate::run_dir::{
-    DIAGNOSTICS_FILE, DiagnosticsLine, Metrics, RunLock, SoFar, check_fresh_start, clear_run,
-    load_model, read_pointer, restore, save_checkpoint, truncate_metrics,
+    RunLock, SoFar, check_fresh_start, clear_run, load_model, read_pointer, restore,
+    save_checkpoint,
 };
 use crate::step::{self, BatchSplit};
-use crate::tensorboard::{self, EventWriter};
 use crate::workload::{self, Trainable, Workload};
 use anyhow::{Context, Result, bail};
 use bigbatch_core::ModelOptimizer;
@@ -142,8 +142,6 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
     let (mut model, params) = init_model(&workload, run.train.seed, device)?;
     let mut optimizer =
         ModelOptimizer::new(run.optimizer, params)?.with_parallel_steps(run.parallel_optimizer);
-    let metrics_path = out.join("metrics.jsonl");
-    let diagnostics_path = out.join(DIAGNOSTICS_FILE);
     let mut start = 0;
     let mut so_far = SoFar::default();
     let t = run.train;
@@ -152,18 +150,16 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
         "micro_batch_size": split.micro_batch_size,
         "devices": run.names,
     });
-    let mut metrics = match &run.checkpoint {
+    let tensorboard = t.tensorboard.as_deref();
+    let mut records = match &run.checkpoint {
         Some(pointer) => {
             let restored = restore(out, pointer, model, &mut optimizer, device)?;
             model = restored.model;
             start = restored.step;
-            so_far = truncate_metrics(&metrics_path, start)?;
-            if diagnostics_path.exists() {
-                truncate_metrics(&diagnostics_path, start)?;
-            }
-            let mut m = Metrics::append(&metrics_path)?;
-            m.write(&json!({"resumed_at": start, "setup": setup_line}))?;
-            m
+            let (mut r, kept) = Records::resume(out, start, tensorboard)?;
+            so_far = kept;
+            r.metric(&json!({"resumed_at": start, "setup": setup_line}))?;
+            r
         }
         None => {
             if let Some(from) = &t.init_from {
@@ -177,35 +173,14 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
                 model = load_model(model, &from.join(&pointer.newest.dir))
                     .context("train.init_from")?;
             }
-            let mut m = Metrics::create(&metrics_path)?;
-            m.write(&groups_line(&optimizer))?;
-            m.write(&json!({ "setup": setup_line }))?;
-            m
+            let mut r = Records::create(out, tensorboard)?;
+            r.metric(&groups_line(&optimizer))?;
+            r.metric(&json!({ "setup": setup_line }))?;
+            r
         }
     };
 
     workload.skip(start)?;
-    let resumed = run.checkpoint.is_some();
-    let mut diagnostics = None;
-    let mut events = match &t.tensorboard {
-        Some(dir) => {
-            let mut events = EventWriter::create(dir, resumed.then_some(start))?;
-            if resumed {
-                // The resumed step's START drops the earlier files' events from that step on,
-                // the evaluation at the checkpoint with them: write it again.
-                for line in crate::run_dir::read_jsonl(&metrics_path)? {
-                    if line["step"].as_u64() == Some(start)
-                        && line.get("val_accuracy").is_some()
-                        && let Some((s, scalars)) = tensorboard::metrics_scalars(&line)
-                    {
-                        events.scalars(s, &scalars)?;
-                    }
-                }
-            }
-            Some(events)
-        }
-        None => None,
-    };
     let bar = progress_bar(t.steps, options.progress);
     bar.set_position(start);
     let mut summary = RunSummary {
@@ -253,7 +228,7 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
         let loss_value = outcome.loss;
         if !loss_value.is_finite() {
             let reason = format!("loss is {loss_value} at step {step}");
-            metrics.write(&json!({"step": step, "lr": lr, "diverged": reason}))?;
+            records.metric(&json!({"step": step, "lr": lr, "diverged": reason}))?;
             summary.status = Status::Diverged;
             summary.reason = Some(reason);
             break;
@@ -263,31 +238,11 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
         let rate = t.batch_size as f64 / elapsed.as_secs_f64();
         summary.steps = step + 1;
         summary.final_loss = Some(loss_value);
-        let line = json!({"step": step, "loss": loss_value, "lr": lr, "examples_per_second": rate});
-        metrics.write(&line)?;
+        records.metric(
+            &json!({"step": step, "loss": loss_value, "lr": lr, "examples_per_second": rate}),
+        )?;
         if let Some(d) = outcome.diagnostics {
-            let record = DiagnosticsLine {
-                step,
-                diagnostics: d,
-            };
-            let file = match diagnostics.as_mut() {
-                Some(file) => file,
-                // A resumed run continues its (truncated) file; a fresh one starts it.
-                None => diagnostics.insert(if resumed && diagnostics_path.exists() {
-                    Metrics::append(&diagnostics_path)?
-                } else {
-                    Metrics::create(&diagnostics_path)?
-                }),
-            };
-            file.write(&serde_json::to_value(&record)?)?;
-            if let Some(events) = events.as_mut() {
-                events.scalars(step, &tensorboard::diagnostics_scalars(&record.diagnostics))?;
-            }
-        }
-        if let (Some(events), Some((s, scalars))) =
-            (events.as_mut(), tensorboard::metrics_scalars(&line))
-        {
-            events.scalars(s, &scalars)?;
+            records.diagnostics(step, d)?;
         }
         bar.set_message(format!("loss {loss_value:.4} lr {lr:.4} {rate:.0} ex/s"));
         bar.inc(1);
@@ -304,12 +259,7 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
                 line[*name] = json!(value);
                 extra.push_str(&format!("  {name} {value:.4}"));
             }
-            metrics.write(&line)?;
-            if let (Some(events), Some((s, scalars))) =
-                (events.as_mut(), tensorboard::metrics_scalars(&line))
-            {
-                events.scalars(s, &scalars)?;
-            }
+            records.metric(&line)?;
             let text = format!(
                 "step {:>6}  loss {loss_value:.4}  val acc {:.2}%  train acc {:.2}%{extra}",
                 step + 1,
@@ -331,7 +281,7 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
             if !checkpointed {
                 save_checkpoint(out, step + 1, &model, &optimizer)?;
             }
-            metrics.write(&json!({"interrupted_at": step + 1}))?;
+            records.metric(&json!({"interrupted_at": step + 1}))?;
             summary.status = Status::Interrupted;
             summary.reason = Some(format!(
                 "interrupted after step {} (checkpoint written; --resume continues)",
