@@ -324,8 +324,9 @@ fn shipped_configs_compose_and_assign_groups() {
 
 /// A model's own optimizer presets (`configs/optimizers/<model>/<optimizer>.ron`, picked by
 /// `cargo xtask train <model> <optimizer>`) name the study trial they were tuned by
-/// (`// tuned: <study file> <study dir> trial <N>`), and their optimizer and schedule are that
-/// trial's, composed over the model: a preset cannot drift from its stated source.
+/// (`// tuned: <study file> <study dir> trial <N>`), and composed over the model they are that
+/// trial's whole config (optimizer, schedule, model, data, training settings): a preset cannot
+/// drift from its stated source, and a run of it repeats the trial.
 #[test]
 fn model_presets_are_their_tuned_trials() {
     bigbatch_cli::link_plugins();
@@ -387,6 +388,13 @@ fn model_presets_are_their_tuned_trials() {
                 serde_json::to_value(&composed.schedule).unwrap(),
                 serde_json::to_value(&trial.schedule).unwrap(),
                 "{}: schedule",
+                preset.display()
+            );
+            // Model, data and training settings too: a run of the preset repeats its trial.
+            assert_eq!(
+                serde_json::to_value(&composed).unwrap(),
+                serde_json::to_value(&trial).unwrap(),
+                "{}: the whole config",
                 preset.display()
             );
             checked += 1;
