@@ -314,24 +314,32 @@ pub fn summary_table(runs: &[RunDiagnostics]) -> Result<String> {
     Ok(md)
 }
 
-/// The run of a study's best point that has diagnostics: its fresh rerun with the lowest seed
-/// that recorded them, or else the best trial itself. `None` when neither has any.
+/// The run of a study's best point that has diagnostics: of its fresh reruns, the one with the
+/// most diagnosed steps (a rerun resumed under an older bigbatch has them only from its resume;
+/// the lowest seed among equals), or else the best trial itself. `None` when none has any.
 pub fn best_point_run(study: &Study, label: &str) -> Result<Option<RunDiagnostics>> {
     let Some(best) = study.best()? else {
         return Ok(None);
     };
-    let fresh = study.fresh_reruns()?;
-    let candidates = fresh
-        .keys()
-        .map(|&seed| study.rerun_dir(seed))
-        .chain(std::iter::once(study.trial_run_dir(best.index)));
-    for dir in candidates {
-        if dir.join(DIAGNOSTICS_FILE).exists() {
-            let run = RunDiagnostics::read(&dir, label)?;
-            return Ok(Some(run));
+    let mut chosen: Option<RunDiagnostics> = None;
+    for &seed in study.fresh_reruns()?.keys() {
+        let dir = study.rerun_dir(seed);
+        if !dir.join(DIAGNOSTICS_FILE).exists() {
+            continue;
+        }
+        let run = RunDiagnostics::read(&dir, label)?;
+        if chosen
+            .as_ref()
+            .is_none_or(|c| run.steps.len() > c.steps.len())
+        {
+            chosen = Some(run);
         }
     }
-    Ok(None)
+    let trial = study.trial_run_dir(best.index);
+    if chosen.is_none() && trial.join(DIAGNOSTICS_FILE).exists() {
+        chosen = Some(RunDiagnostics::read(&trial, label)?);
+    }
+    Ok(chosen)
 }
 
 #[cfg(test)]

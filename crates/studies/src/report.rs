@@ -373,7 +373,7 @@ pub fn tables(studies: &[Study]) -> Result<(String, String)> {
 ## Inside training (best point)
 
 ";
-        md += "Per-layer diagnostics of each study's best point (its first fresh rerun that recorded them, else the best trial), at the first and last diagnosed steps; the charts `diagnostics-*` show them over steps.
+        md += "Per-layer diagnostics of each study's best point (the fresh rerun that recorded them at the most steps, else the best trial), at the first and last diagnosed steps; the charts `diagnostics-*` show them over steps.
 
 ";
         md += &crate::diagnostics::summary_table(&runs)?;
@@ -510,13 +510,16 @@ pub fn plots(studies: &[Study], out_dir: &Path) -> Result<Vec<PathBuf>> {
             });
         }
     }
-    written.extend(line_chart(
-        &out_dir.join("schedules"),
-        "Learning-rate schedules of the best points",
-        "step",
-        "learning rate",
-        &schedules,
-    )?);
+    // (A sweep study shows one schedule per swept value of its finished runs: none before any.)
+    if !schedules.is_empty() {
+        written.extend(line_chart(
+            &out_dir.join("schedules"),
+            "Learning-rate schedules of the best points",
+            "step",
+            "learning rate",
+            &schedules,
+        )?);
+    }
     if !normalised.is_empty() {
         written.extend(line_chart(
             &out_dir.join("schedules_normalised"),

@@ -125,6 +125,13 @@ fn reproduce_runs_resumes_and_reports() {
         args.extend_from_slice(extra);
         cli(&args)
     };
+    // Before anything has run, the report says what is pending (the sweep has no schedule yet).
+    run(&["--report-only"]).unwrap();
+    assert!(
+        std::fs::read_to_string(out.join("README.md"))
+            .unwrap()
+            .contains("pending"),
+    );
     run(&["--trials", "2", "--seeds", "2", "--workers", "2"]).unwrap();
 
     // The tuned pair: 2 trials each, then the best point over fresh seeds 1000 and 1001.
