@@ -137,6 +137,44 @@ fn sigterm_checkpoints_and_resume_is_exact() {
     }
 }
 
+/// SIGTERM to `bigbatch study run` (a trial in flight, or between two trials): the process stops
+/// claiming trials, exits 75 and says it was interrupted (not that the attempts ran out); the
+/// next `study run` finishes the study.
+#[test]
+fn a_study_stopped_by_sigterm_says_so_and_continues() {
+    let dir = scratch("study-sigterm");
+    let path = write_study(&dir, 2);
+    // Many short trials, so the signal comes with most of them left.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("max_attempts: 3", "max_attempts: 20");
+    std::fs::write(&path, text).unwrap();
+    let d = dir.join("d");
+    let (s, ds) = (path.to_str().unwrap(), d.to_str().unwrap());
+    let mut child = Command::new(binary())
+        .args(["study", "run", s, "--dir", ds, "--trials", "10"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let study = Study::load(&path, Some(d.clone())).unwrap();
+    wait_for("a finished trial", Duration::from_secs(300), || {
+        !study.trials().unwrap_or_default().is_empty()
+    });
+    signal(child.id(), "TERM");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(
+        stderr.contains("interrupted") && !stderr.contains("raise max_attempts"),
+        "{stderr}"
+    );
+    let done = study.trials().unwrap().len();
+    assert!(done < 10, "stopped early: {done}");
+    cli(&["study", "run", s, "--dir", ds, "--trials", "10"]).unwrap();
+    assert_eq!(study.trials().unwrap().len(), 10);
+}
+
 fn write_study(dir: &Path, steps: u64) -> PathBuf {
     let path = dir.join("tiny study.ron");
     std::fs::write(
