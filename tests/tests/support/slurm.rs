@@ -151,7 +151,7 @@ fn a_study_stopped_by_sigterm_says_so_and_continues() {
     std::fs::write(&path, text).unwrap();
     let d = dir.join("d");
     let (s, ds) = (path.to_str().unwrap(), d.to_str().unwrap());
-    let mut child = Command::new(binary())
+    let child = Command::new(binary())
         .args(["study", "run", s, "--dir", ds, "--trials", "10"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
