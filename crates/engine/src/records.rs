@@ -3,9 +3,7 @@
 //! only what the checkpoint covers (a torn last line dropped), and a new event file starts with
 //! TensorBoard's restart marker at the resumed step.
 
-use crate::run_dir::{
-    DIAGNOSTICS_FILE, DiagnosticsLine, Metrics, SoFar, read_jsonl, truncate_metrics,
-};
+use crate::run_dir::{DIAGNOSTICS_FILE, DiagnosticsLine, Metrics, SoFar, truncate_metrics};
 use crate::tensorboard::{self, EventWriter};
 use anyhow::Result;
 use bigbatch_core::diagnostics::StepDiagnostics;
@@ -53,13 +51,12 @@ impl Records {
         let events = match tensorboard {
             Some(dir) => {
                 let mut events = EventWriter::create(dir, Some(step))?;
-                for line in read_jsonl(&metrics_path)? {
-                    if line["step"].as_u64() == Some(step)
-                        && line.get("val_accuracy").is_some()
-                        && let Some((s, scalars)) = tensorboard::metrics_scalars(&line)
-                    {
-                        events.scalars(s, &scalars)?;
-                    }
+                if let Some((s, scalars)) = so_far
+                    .evaluation_at_step
+                    .as_ref()
+                    .and_then(tensorboard::metrics_scalars)
+                {
+                    events.scalars(s, &scalars)?;
                 }
                 Some(events)
             }

@@ -373,12 +373,14 @@ pub fn clear_run(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// What the kept metrics say about the run so far: the last loss and the last evaluation.
+/// What the kept metrics say about the run so far: the last loss and the last evaluation (its
+/// values, and the whole line when it is the evaluation at the resumed step itself).
 #[derive(Default)]
 pub struct SoFar {
     pub loss: Option<f64>,
     pub val: Option<f64>,
     pub train: Option<f64>,
+    pub evaluation_at_step: Option<serde_json::Value>,
 }
 
 /// Keeps the lines of `metrics.jsonl` before `step` (the groups and setup lines and what the
@@ -423,6 +425,9 @@ pub fn truncate_metrics(path: &Path, step: u64) -> Result<SoFar> {
             {
                 so_far.val = Some(val);
                 so_far.train = Some(train);
+            }
+            if v["step"].as_u64() == Some(step) && v.get("val_accuracy").is_some() {
+                so_far.evaluation_at_step = Some(v);
             }
         }
     }

@@ -9,7 +9,7 @@
 //! median over the kind's tensors (those with a trust ratio, for trust ratios).
 
 use crate::study::Study;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use bigbatch_core::diagnostics::{StepDiagnostics, TensorDiagnostics};
 use bigbatch_core::params::ParamKind;
 use bigbatch_engine::run_dir::{DIAGNOSTICS_FILE, read_diagnostics};
@@ -321,25 +321,29 @@ pub fn best_point_run(study: &Study, label: &str) -> Result<Option<RunDiagnostic
     let Some(best) = study.best()? else {
         return Ok(None);
     };
-    let mut chosen: Option<RunDiagnostics> = None;
+    // Complete lines are counted, not parsed (a torn last line has no newline): only the chosen
+    // run is read.
+    let mut chosen: Option<(usize, PathBuf)> = None;
     for &seed in study.fresh_reruns()?.keys() {
         let dir = study.rerun_dir(seed);
-        if !dir.join(DIAGNOSTICS_FILE).exists() {
+        let path = dir.join(DIAGNOSTICS_FILE);
+        if !path.exists() {
             continue;
         }
-        let run = RunDiagnostics::read(&dir, label)?;
-        if chosen
-            .as_ref()
-            .is_none_or(|c| run.steps.len() > c.steps.len())
-        {
-            chosen = Some(run);
+        let text =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let lines = text.iter().filter(|&&b| b == b'\n').count();
+        if chosen.as_ref().is_none_or(|(n, _)| lines > *n) {
+            chosen = Some((lines, dir));
         }
     }
     let trial = study.trial_run_dir(best.index);
-    if chosen.is_none() && trial.join(DIAGNOSTICS_FILE).exists() {
-        chosen = Some(RunDiagnostics::read(&trial, label)?);
-    }
-    Ok(chosen)
+    let dir = match chosen {
+        Some((_, dir)) => dir,
+        None if trial.join(DIAGNOSTICS_FILE).exists() => trial,
+        None => return Ok(None),
+    };
+    RunDiagnostics::read(&dir, label).map(Some)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! study, search space, budget, seeds) so that unequal tuning effort is visible. [`plots`] draws
 //! the charts beside the tables, among them the tuning-budget curves.
 
+use crate::diagnostics::RunDiagnostics;
 use crate::stats::{
     Bootstrap, Group, Interval, Statistic, difference, expected_max_band, improvement,
 };
@@ -224,8 +225,9 @@ pub const CSV_HEADER: &str = "study,optimizer,steps,batch_size,feasible_trials,d
 
 /// The markdown report and the tidy CSV table ([`CSV_HEADER`]: one row per study and metric:
 /// `val_accuracy`, `train_accuracy`, `fraction_reaching_target`, `steps_to_target`, the last
-/// with its median only, `inf` when the median seed never reaches the target).
-pub fn tables(studies: &[Study]) -> Result<(String, String)> {
+/// with its median only, `inf` when the median seed never reaches the target). `inside` is the
+/// studies' best-point diagnostics ([`best_point_diagnostics`], read once for tables and charts).
+pub fn tables(studies: &[Study], inside: &[RunDiagnostics]) -> Result<(String, String)> {
     let mut md = String::from("# bigbatch report\n\n## Protocol\n\n");
     md += "| study | optimizer (default group) | steps | batch | trials finished | feasible | diverged | search dims | fresh seeds |\n";
     md += "|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
@@ -367,8 +369,7 @@ pub fn tables(studies: &[Study]) -> Result<(String, String)> {
     md += &results;
     md += &comparisons(studies, &Bootstrap::default())?;
     md += &spaces;
-    let runs = best_point_diagnostics(studies)?;
-    if !runs.is_empty() {
+    if !inside.is_empty() {
         md += "
 ## Inside training (best point)
 
@@ -376,8 +377,8 @@ pub fn tables(studies: &[Study]) -> Result<(String, String)> {
         md += "Per-layer diagnostics of each study's best point (the fresh rerun that recorded them at the most steps, else the best trial), at the first and last diagnosed steps; the charts `diagnostics-*` show them over steps.
 
 ";
-        md += &crate::diagnostics::summary_table(&runs)?;
-        for r in &runs {
+        md += &crate::diagnostics::summary_table(inside)?;
+        for r in inside {
             writeln!(
                 md,
                 "
@@ -391,9 +392,7 @@ pub fn tables(studies: &[Study]) -> Result<(String, String)> {
 }
 
 /// Each study's best-point run that recorded diagnostics ([`crate::diagnostics::best_point_run`]).
-pub fn best_point_diagnostics(
-    studies: &[Study],
-) -> Result<Vec<crate::diagnostics::RunDiagnostics>> {
+pub fn best_point_diagnostics(studies: &[Study]) -> Result<Vec<RunDiagnostics>> {
     let mut runs = Vec::new();
     for study in studies {
         if let Some(r) = crate::diagnostics::best_point_run(study, &name(study))? {
@@ -444,9 +443,9 @@ fn schedule_configs(study: &Study) -> Result<Vec<(String, RunConfig)>> {
 /// paper's Figure 1); final validation and training accuracy over fresh seeds as box plots with
 /// the target line (Figure 4); the median validation curve over fresh seeds; the tuning-budget
 /// curves (the expected best of k trials with one standard deviation either side, Dodge et al.
-/// 2019); performance profiles. Returns the files written; a chart with nothing to show is left
-/// out.
-pub fn plots(studies: &[Study], out_dir: &Path) -> Result<Vec<PathBuf>> {
+/// 2019); performance profiles; the best points' diagnostics (`inside`, as for [`tables`]).
+/// Returns the files written; a chart with nothing to show is left out.
+pub fn plots(studies: &[Study], inside: &[RunDiagnostics], out_dir: &Path) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     let (mut schedules, mut normalised) = (Vec::new(), Vec::new());
     let (mut boxes, mut train_boxes) = (Vec::new(), Vec::new());
@@ -592,9 +591,8 @@ pub fn plots(studies: &[Study], out_dir: &Path) -> Result<Vec<PathBuf>> {
             &curves,
         )?);
     }
-    let runs = best_point_diagnostics(studies)?;
-    if !runs.is_empty() {
-        written.extend(crate::diagnostics::plot(&runs, out_dir, "diagnostics-")?);
+    if !inside.is_empty() {
+        written.extend(crate::diagnostics::plot(inside, out_dir, "diagnostics-")?);
     }
     Ok(written)
 }
@@ -682,10 +680,11 @@ pub fn profile_series(entries: &[(String, String, f64)]) -> Vec<Series> {
 /// Writes `report.md`, `report.csv` and the charts of `studies` into `out` (`bigbatch report`);
 /// returns the markdown and the charts written.
 pub fn write(studies: &[Study], out: &Path) -> Result<(String, Vec<PathBuf>)> {
-    let (md, csv) = tables(studies)?;
+    let inside = best_point_diagnostics(studies)?;
+    let (md, csv) = tables(studies, &inside)?;
     write_atomic(&out.join("report.md"), md.as_bytes())?;
     write_atomic(&out.join("report.csv"), csv.as_bytes())?;
-    let charts = plots(studies, out)?;
+    let charts = plots(studies, &inside, out)?;
     Ok((md, charts))
 }
 

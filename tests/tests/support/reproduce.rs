@@ -3,7 +3,7 @@
 //! point of a tuned study (`best_of`); rerun, it runs nothing new; the report regenerates from
 //! the result files alone.
 
-use super::{cli, root, scratch};
+use super::{Scratch, cli, root, scratch};
 use bigbatch_engine::run_config::ModelConfig;
 use bigbatch_studies::study::Study;
 use std::collections::BTreeMap;
@@ -477,17 +477,66 @@ fn shipped_findings_name_existing_studies() {
     }
 }
 
+/// Copies a tree of result files, leaving out checkpoints (not committed; a local run in
+/// progress has them) and run locks.
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let p = entry.unwrap().path();
-        let target = to.join(p.file_name().unwrap());
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let target = to.join(&name);
         if p.is_dir() {
-            copy_dir(&p, &target);
-        } else {
+            if !name.starts_with("checkpoint-") {
+                copy_dir(&p, &target);
+            }
+        } else if name != "run.lock" && name != "checkpoint.json" {
             std::fs::copy(&p, &target).unwrap();
         }
     }
+}
+
+/// `bigbatch reproduce --report-only` over a copy of the result files of `published` (a folder
+/// of the workspace) with `findings`; returns the copy's folder and its README.md.
+fn report_again(published: &Path, findings: &str, scratch_name: &str) -> (Scratch, String) {
+    let out = scratch(scratch_name);
+    copy_dir(&published.join("studies"), &out.join("studies"));
+    for file in ["budget.json", "targets.json"] {
+        if published.join(file).exists() {
+            std::fs::copy(published.join(file), out.join(file)).unwrap();
+        }
+    }
+    cli(&[
+        "reproduce",
+        "--findings",
+        root().join(findings).to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--report-only",
+    ])
+    .unwrap();
+    let again = std::fs::read_to_string(out.join("README.md")).unwrap();
+    (out, again)
+}
+
+/// The recalibrated reproduction (runs in progress) is what its committed result files give:
+/// its page and results table written again from them are the committed ones.
+#[test]
+fn recalibrated_reproduction_is_current() {
+    let published = root().join("docs/reproduction-recalibrated");
+    let (out, again) = report_again(
+        &published,
+        "configs/studies/recalibrated/findings.ron",
+        "recalibrated-reproduction",
+    );
+    assert_eq!(
+        again,
+        std::fs::read_to_string(published.join("README.md")).unwrap(),
+        "docs/reproduction-recalibrated is stale: run `cargo xtask reproduce --findings configs/studies/recalibrated/findings.ron --out docs/reproduction-recalibrated --report-only`"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("results.csv")).unwrap(),
+        std::fs::read_to_string(published.join("results.csv")).unwrap()
+    );
 }
 
 /// The published reproduction is what the committed result files give: its report written
@@ -496,22 +545,11 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn published_reproduction_is_current() {
     let published = root().join("docs/reproduction");
-    let out = scratch("published-reproduction");
-    copy_dir(&published.join("studies"), &out.join("studies"));
-    std::fs::copy(published.join("budget.json"), out.join("budget.json")).unwrap();
-    cli(&[
-        "reproduce",
-        "--findings",
-        root()
-            .join("configs/studies/reproduction/findings.ron")
-            .to_str()
-            .unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--report-only",
-    ])
-    .unwrap();
-    let again = std::fs::read_to_string(out.join("README.md")).unwrap();
+    let (out, again) = report_again(
+        &published,
+        "configs/studies/reproduction/findings.ron",
+        "published-reproduction",
+    );
     // Paths in the page are relative to it, so the two are the same text.
     assert_eq!(
         again,

@@ -124,12 +124,13 @@ impl Reproduction {
             )?;
             // Protocol, search spaces, best points and charts of the finding's studies.
             let folder = self.out.join(&f.name);
-            let (study_md, study_csv) = crate::report::tables(&studies)?;
+            let inside = crate::report::best_point_diagnostics(&studies)?;
+            let (study_md, study_csv) = crate::report::tables(&studies, &inside)?;
             let report_md = folder.join("report.md");
             write_atomic(&report_md, study_md.as_bytes())?;
             written.push(report_md);
             append_csv(&mut csv, &study_csv, &mut csv_studies);
-            let mut charts = crate::report::plots(&studies, &folder)?;
+            let mut charts = crate::report::plots(&studies, &inside, &folder)?;
             if let Claim::BestValue { path, .. } = &f.claim {
                 let mut groups = Vec::new();
                 for study in &studies {
@@ -157,7 +158,6 @@ impl Reproduction {
                 "\nProtocol, search spaces and best points: [{0}/report.md]({0}/report.md).\n",
                 f.name
             )?;
-            let inside = crate::report::best_point_diagnostics(&studies)?;
             if !inside.is_empty() {
                 writeln!(
                     sections,
