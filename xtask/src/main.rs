@@ -183,11 +183,21 @@ fn release_binary(features: &[String]) -> Result<PathBuf> {
 
 /// `cargo xtask reproduce [--only NAME] [--trials N] [--seeds K] [--workers W] [--report-only]`:
 /// `bigbatch reproduce` from the workspace root with the release binary (the studies of
-/// `configs/studies/reproduction/findings.ron`, then the report in `docs/reproduction/`).
+/// `configs/studies/reproduction/findings.ron`, then the report in `docs/reproduction/`, and its
+/// summary table in the README's Results). With `--findings` or `--out` (another reproduction)
+/// the README is left alone.
 fn reproduce(args: &[String]) -> Result<()> {
     let binary = release_binary(&[])?;
     let mut cmd = Command::new(binary);
     cmd.current_dir(root()).arg("reproduce").args(args);
+    let elsewhere = args.iter().any(|a| {
+        ["--findings", "--out", "--summary-into"]
+            .iter()
+            .any(|flag| a == flag || a.starts_with(&format!("{flag}=")))
+    });
+    if !elsewhere {
+        cmd.args(["--summary-into", "README.md"]);
+    }
     status(&mut cmd)
 }
 

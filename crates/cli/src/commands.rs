@@ -154,12 +154,13 @@ enum Command {
         /// Run only these findings (by name; repeatable); the report covers every finding.
         #[arg(long)]
         only: Vec<String>,
-        /// Feasible quasi-random trials per tuned study.
-        #[arg(long, default_value_t = 10)]
+        /// Feasible quasi-random trials per tuned study (the same for every optimizer of a
+        /// finding; 20 or more, as two stages of 10).
+        #[arg(long, default_value_t = 20)]
         trials: u64,
         /// Fresh seeds per rerun of a best point (seeds from 1000 up that no trial used; more
         /// than before adds seeds), and runs per value of a swept hyperparameter.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 10)]
         seeds: u64,
         /// Trials or seeds run at the same time (threads).
         #[arg(long, default_value_t = 2)]
@@ -167,6 +168,11 @@ enum Command {
         /// Write the report from the result files without running anything.
         #[arg(long)]
         report_only: bool,
+        /// Also write the summary table into this markdown file, between its lines
+        /// `<!-- reproduction summary: written by `bigbatch reproduce --summary-into` -->` and
+        /// `<!-- end of the reproduction summary -->` (`cargo xtask reproduce`: the README).
+        #[arg(long)]
+        summary_into: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "cpu")]
         backend: BackendArg,
     },
@@ -547,6 +553,7 @@ where
             seeds,
             workers,
             report_only,
+            summary_into,
             backend,
         } => {
             registry::check()?;
@@ -555,7 +562,14 @@ where
                 seeds,
                 workers,
             });
-            reproduce::reproduce(&findings, &out, &only, budget, backend.into())
+            reproduce::reproduce(
+                &findings,
+                &out,
+                &only,
+                budget,
+                backend.into(),
+                summary_into.as_deref(),
+            )
         }
         Command::BertVocab {
             corpus,

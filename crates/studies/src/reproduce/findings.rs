@@ -120,8 +120,8 @@ impl Claim {
 }
 
 /// How much to run. `reproduce` records it per finding in `<out>/budget.json`; the report judges
-/// a finding only once its studies have all of it (defaults when none is recorded: 10 trials, 5
-/// seeds).
+/// a finding only once its studies have all of it (defaults when none is recorded, as the
+/// command's: 20 trials, 10 seeds).
 #[derive(serde::Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
 pub struct Budget {
     /// Feasible quasi-random trials per tuned study.
@@ -140,8 +140,8 @@ fn one() -> usize {
 impl Default for Budget {
     fn default() -> Self {
         Budget {
-            trials: 10,
-            seeds: 5,
+            trials: 20,
+            seeds: 10,
             workers: 1,
         }
     }

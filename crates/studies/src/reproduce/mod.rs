@@ -400,22 +400,159 @@ pub(super) fn ordinal(n: usize) -> String {
 }
 
 /// `bigbatch reproduce`: run the selected findings (unless `report_only`), then write the report
-/// of all of them: `--only` limits what runs, not what the report shows.
+/// of all of them (`--only` limits what runs, not what the report shows), and its summary table
+/// into `summary_into` ([`write_summary_into`]).
 pub fn reproduce(
     findings: &Path,
     out: &Path,
     only: &[String],
     budget: Option<Budget>,
     backend: Backend,
+    summary_into: Option<&Path>,
 ) -> Result<()> {
     let r = Reproduction::load(findings, out)?;
     r.selected(only)?; // an unknown name is an error, also with --report-only
+    if let Some(file) = summary_into {
+        // Checked before anything runs: a missing marker should not wait for hours of studies.
+        replace_summary(file, "")?;
+    }
     if let Some(budget) = budget {
         r.run(only, &budget, backend)
             .with_context(|| format!("reproducing {}", findings.display()))?;
     }
-    for path in r.report()? {
+    let report = r.report()?;
+    for path in &report.files {
         println!("written: {}", path.display());
     }
+    if let Some(file) = summary_into {
+        write_summary_into(file, &report.summary)?;
+        println!("written: the summary table in {}", file.display());
+    }
     Ok(())
+}
+
+/// The line after which `--summary-into` writes the summary table.
+pub const SUMMARY_BEGIN: &str =
+    "<!-- reproduction summary: written by `bigbatch reproduce --summary-into` -->";
+/// The line before which the summary table ends.
+pub const SUMMARY_END: &str = "<!-- end of the reproduction summary -->";
+
+/// Replaces what lies between the lines [`SUMMARY_BEGIN`] and [`SUMMARY_END`] of the markdown
+/// file `file` with `summary` (written atomically, only when it changes); an error naming the
+/// file when either line is missing, repeated or out of order.
+pub fn write_summary_into(file: &Path, summary: &str) -> Result<()> {
+    let (text, replaced) = replace_summary(file, summary)?;
+    if text != replaced {
+        write_atomic(file, replaced.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// The text of `file` and the text with `summary` between the markers.
+fn replace_summary(file: &Path, summary: &str) -> Result<(String, String)> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("--summary-into: cannot read {}", file.display()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let find = |marker: &str| -> Result<usize> {
+        let at: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].trim() == marker)
+            .collect();
+        match at.as_slice() {
+            [i] => Ok(*i),
+            [] => bail!(
+                "{}: no line `{marker}`; the summary table is written between the lines `{SUMMARY_BEGIN}` and `{SUMMARY_END}`",
+                file.display()
+            ),
+            more => bail!(
+                "{}: the line `{marker}` appears {} times (lines {}); expected once",
+                file.display(),
+                more.len(),
+                more.iter()
+                    .map(|i| (i + 1).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    };
+    let (begin, end) = (find(SUMMARY_BEGIN)?, find(SUMMARY_END)?);
+    if end < begin {
+        bail!(
+            "{}: `{SUMMARY_END}` (line {}) comes before `{SUMMARY_BEGIN}` (line {})",
+            file.display(),
+            end + 1,
+            begin + 1
+        );
+    }
+    let mut replaced = lines[..=begin].join("\n");
+    replaced += "\n\n";
+    replaced += summary.trim_end();
+    replaced += "\n\n";
+    replaced += &lines[end..].join("\n");
+    if text.ends_with('\n') {
+        replaced.push('\n');
+    }
+    Ok((text, replaced))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("bigbatch-summary-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn summary_goes_between_the_markers_and_nowhere_else() {
+        let path = file(
+            "readme.md",
+            &format!("# Title\n\nbefore\n{SUMMARY_BEGIN}\n\n| old |\n\n{SUMMARY_END}\nafter\n"),
+        );
+        write_summary_into(&path, "| a | b |\n|---|---|\n| 1 | 2 |\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!(
+                "# Title\n\nbefore\n{SUMMARY_BEGIN}\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n{SUMMARY_END}\nafter\n"
+            )
+        );
+        // Written again with the same table: the same text.
+        write_summary_into(&path, "| a | b |\n|---|---|\n| 1 | 2 |").unwrap();
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("| 1 | 2 |\n\n<!-- end")
+        );
+    }
+
+    #[test]
+    fn missing_repeated_or_swapped_markers_are_errors_naming_the_file() {
+        let cases = [
+            ("none.md", "# no markers\n".to_string(), "no line"),
+            (
+                "twice.md",
+                format!("{SUMMARY_BEGIN}\n{SUMMARY_BEGIN}\n{SUMMARY_END}\n"),
+                "appears 2 times (lines 1, 2)",
+            ),
+            (
+                "swapped.md",
+                format!("{SUMMARY_END}\n{SUMMARY_BEGIN}\n"),
+                "comes before",
+            ),
+        ];
+        for (name, text, expected) in cases {
+            let path = file(name, &text);
+            let e = format!("{:#}", write_summary_into(&path, "| x |").unwrap_err());
+            assert!(e.contains(name) && e.contains(expected), "{name}: {e}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "{name}");
+        }
+        let e = format!(
+            "{:#}",
+            write_summary_into(Path::new("/nonexistent/README.md"), "").unwrap_err()
+        );
+        assert!(e.contains("/nonexistent/README.md"), "{e}");
+    }
 }

@@ -11,10 +11,17 @@ use bigbatch_plots::{BoxGroup, box_plot};
 use std::fmt::Write;
 use std::path::PathBuf;
 
+/// What [`Reproduction::report`] wrote, and its summary table for another page.
+pub struct Report {
+    pub files: Vec<PathBuf>,
+    /// The summary as a markdown table with a header, one row per finding: `| title (paper) |
+    /// verdict | numbers |` (what `--summary-into` puts in the README's Results).
+    pub summary: String,
+}
+
 impl Reproduction {
-    /// Writes the report of every finding (those whose studies are not finished as pending);
-    /// returns the files written.
-    pub fn report(&self) -> Result<Vec<PathBuf>> {
+    /// Writes the report of every finding (those whose studies are not finished as pending).
+    pub fn report(&self) -> Result<Report> {
         let findings = self.selected(&[])?;
         let boot = self.file.bootstrap;
         let mut written = Vec::new();
@@ -24,6 +31,9 @@ impl Reproduction {
                --report-only` writes this page again.\n\n";
         md += self.file.preamble.trim();
         md += "\n\n## Summary\n\n| finding | paper | verdict | numbers |\n|---|---|---|---|\n";
+        let mut summary = String::from(
+            "| finding (paper) | verdict | numbers (points of accuracy; intervals 95%) |\n|---|---|---|\n",
+        );
         let mut sections = String::new();
         let mut csv = String::new();
         let mut csv_studies = std::collections::BTreeSet::new();
@@ -35,6 +45,13 @@ impl Reproduction {
                 writeln!(
                     md,
                     "| {} | {} | **{}** | waiting for {waiting} |",
+                    f.title,
+                    f.paper,
+                    Verdict::Pending.words()
+                )?;
+                writeln!(
+                    summary,
+                    "| {} ({}) | {} | waiting for {waiting} |",
                     f.title,
                     f.paper,
                     Verdict::Pending.words()
@@ -55,6 +72,14 @@ impl Reproduction {
                 "| [{}](#{}) | {} | **{}** | {} |",
                 f.title,
                 anchor(&f.title),
+                f.paper,
+                judged.verdict.words(),
+                judged.numbers
+            )?;
+            writeln!(
+                summary,
+                "| {} ({}) | {} | {} |",
+                f.title,
                 f.paper,
                 judged.verdict.words(),
                 judged.numbers
@@ -207,7 +232,10 @@ impl Reproduction {
         let results = self.out.join("results.csv");
         write_atomic(&results, csv.as_bytes())?;
         written.push(results);
-        Ok(written)
+        Ok(Report {
+            files: written,
+            summary,
+        })
     }
 
     fn commands(&self, f: &Finding) -> String {
