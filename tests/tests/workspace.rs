@@ -215,6 +215,33 @@ fn resumed_run_is_bit_identical() {
     }
     let metrics = |d: &Path| large_batch::numbers(&d.join("run/metrics.jsonl"));
     assert_eq!(metrics(&straight_dir), metrics(&resumed_dir));
+
+    // The run's wall time counts every process: the checkpoint records the seconds so far (here
+    // set to 1000, as if the first process had taken that long), and the resumed summary adds
+    // its own to them.
+    let pointer_path = resumed_dir.join("run/checkpoint.json");
+    let mut p: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&pointer_path).unwrap()).unwrap();
+    let recorded = p["seconds"].as_f64().unwrap();
+    assert!(recorded > 0.0, "{p}");
+    assert!(recorded <= resumed["seconds"].as_f64().unwrap(), "{p}");
+    assert_eq!(p["step"], 4);
+    p["seconds"] = serde_json::json!(1000.0);
+    std::fs::write(&pointer_path, p.to_string()).unwrap();
+    let mut args = budget("train.steps=6").to_vec();
+    args.push("--resume");
+    let again = train(&resumed_dir, &lamb, &args).unwrap();
+    let seconds = again["seconds"].as_f64().unwrap();
+    assert!(
+        seconds > 1000.0 && seconds < 1000.0 + 600.0,
+        "summary seconds {seconds}: expected 1000 plus the resumed process's"
+    );
+    let metrics = std::fs::read_to_string(resumed_dir.join("run/metrics.jsonl")).unwrap();
+    let resumed_line = metrics.lines().rfind(|l| l.contains("resumed_at")).unwrap();
+    assert!(
+        resumed_line.contains("\"seconds_before\":1000.0"),
+        "{resumed_line}"
+    );
 }
 
 #[test]

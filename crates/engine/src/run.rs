@@ -31,6 +31,8 @@ pub struct RunSummary {
     pub final_val_accuracy: Option<f64>,
     pub final_train_accuracy: Option<f64>,
     pub final_loss: Option<f64>,
+    /// Wall seconds of the run over every process that ran it (a resumed run adds those its
+    /// checkpoint recorded; see `run_dir::run_seconds` for runs resumed before they were).
     pub seconds: f64,
     /// Examples per optimizer step.
     #[serde(default)]

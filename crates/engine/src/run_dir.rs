@@ -14,6 +14,7 @@
 //! summary.json              written atomically at the end
 //! ```
 
+use crate::run::RunSummary;
 use anyhow::{Context, Result, bail};
 use bigbatch_core::ModelOptimizer;
 use bigbatch_core::config::write_atomic;
@@ -125,6 +126,11 @@ pub struct CheckpointEntry {
     /// File name -> SHA-256 (hex).
     #[serde(default)]
     pub sha256: BTreeMap<String, String>,
+    /// Wall seconds the run had taken when it was written, over every process that ran it (a
+    /// resumed run counts from here, so its summary's `seconds` is the whole run's); `None` in
+    /// checkpoints written before bigbatch recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
 }
 
 /// `checkpoint.json`: the newest complete checkpoint and the one before it.
@@ -145,10 +151,12 @@ fn sha256_file(path: &Path) -> Result<String> {
 }
 
 /// Writes `checkpoint-{step}/` (model and optimizer state), then atomically `checkpoint.json`
-/// naming it and the previous checkpoint with their checksums, then removes older checkpoints.
+/// naming it (with the run's wall `seconds` so far, where known) and the previous checkpoint
+/// with their checksums, then removes older checkpoints.
 pub fn save_checkpoint<M: Module + Clone>(
     out: &Path,
     step: u64,
+    seconds: Option<f64>,
     model: &M,
     optimizer: &ModelOptimizer,
 ) -> Result<()> {
@@ -172,6 +180,7 @@ pub fn save_checkpoint<M: Module + Clone>(
         dir: name,
         step,
         sha256,
+        seconds,
     };
     // The checkpoint before this one: the old pointer's newest, or (when this step's directory
     // was just rewritten, after a resume from an earlier checkpoint) the one it named before.
@@ -252,6 +261,8 @@ fn verify(out: &Path, entry: &CheckpointEntry) -> Result<()> {
 pub struct Restored<M> {
     pub model: M,
     pub step: u64,
+    /// [`CheckpointEntry::seconds`] of the checkpoint restored.
+    pub seconds: Option<f64>,
 }
 
 fn load_entry<M: Module>(
@@ -285,6 +296,7 @@ pub fn restore<M: Module + Clone>(
         Ok(model) => Ok(Restored {
             model,
             step: pointer.newest.step,
+            seconds: pointer.newest.seconds,
         }),
         Err(newest_error) => {
             let Some(previous) = &pointer.previous else {
@@ -306,6 +318,7 @@ pub fn restore<M: Module + Clone>(
             Ok(Restored {
                 model,
                 step: previous.step,
+                seconds: previous.seconds,
             })
         }
     }
@@ -435,6 +448,37 @@ pub fn truncate_metrics(path: &Path, step: u64) -> Result<SoFar> {
     Ok(so_far)
 }
 
+/// The wall seconds of a finished run in `run_dir` whose summary is `summary`: the summary's
+/// (which since checkpoints record the time covers every process), plus, for a run last resumed
+/// from a checkpoint that did not record it (its last `resumed_at` line in `metrics.jsonl` has no
+/// `seconds_before`), its earlier processes' training steps from their per-step rates (the
+/// batch over `examples_per_second` of each step line before the resume; their evaluations are
+/// not counted, so this is a lower bound).
+pub fn run_seconds(run_dir: &Path, summary: &RunSummary) -> Result<f64> {
+    let path = run_dir.join("metrics.jsonl");
+    if !path.exists() {
+        return Ok(summary.seconds);
+    }
+    let lines = read_jsonl(&path)?;
+    let Some(resume) = lines.iter().rposition(|l| l.get("resumed_at").is_some()) else {
+        return Ok(summary.seconds);
+    };
+    if lines[resume].get("seconds_before").is_some() {
+        return Ok(summary.seconds);
+    }
+    let mut batch = summary.batch_size as f64;
+    let mut earlier = 0.0;
+    for line in &lines[..resume] {
+        if let Some(b) = line["setup"]["batch_size"].as_f64() {
+            batch = b;
+        }
+        if let Some(rate) = line["examples_per_second"].as_f64().filter(|r| *r > 0.0) {
+            earlier += batch / rate;
+        }
+    }
+    Ok(summary.seconds + earlier)
+}
+
 /// The lines of a JSON-lines file; an unparseable *last* line (a write cut short) is dropped with
 /// a message, an unparseable line elsewhere is an error naming the file and line.
 pub fn read_jsonl(path: &Path) -> Result<Vec<serde_json::Value>> {
@@ -520,5 +564,56 @@ impl Metrics {
         text.push('\n');
         self.file.write_all(text.as_bytes())?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A summary of 10 s; step lines at 2 and 4 examples per second with batch 4 take 2 s and
+    /// 1 s, so a resume that did not carry the time adds 3 s; one that did adds nothing.
+    #[test]
+    fn run_seconds_adds_the_steps_of_processes_a_resume_lost() {
+        let dir = std::env::temp_dir().join(format!("bigbatch-run-seconds-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let summary: RunSummary = serde_json::from_value(serde_json::json!({
+            "status": "completed", "steps": 3, "reason": null, "final_val_accuracy": null,
+            "final_train_accuracy": null, "final_loss": null, "seconds": 10.0, "batch_size": 4,
+        }))
+        .unwrap();
+        let before = r#"{"setup":{"batch_size":4}}
+{"examples_per_second":2.0,"loss":1.0,"step":0}
+{"val_accuracy":0.5,"train_accuracy":0.5,"step":1}
+{"examples_per_second":4.0,"loss":1.0,"step":1}
+"#;
+        let after = "{\"examples_per_second\":1.0,\"loss\":1.0,\"step\":2}\n";
+        let metrics = dir.join("metrics.jsonl");
+        let cases = [
+            (String::new(), 10.0),
+            (format!("{before}{after}"), 10.0),
+            (
+                format!("{before}{{\"resumed_at\":2,\"setup\":{{\"batch_size\":4}}}}\n{after}"),
+                13.0,
+            ),
+            (
+                format!(
+                    "{before}{{\"resumed_at\":2,\"seconds_before\":7.5,\"setup\":{{\"batch_size\":4}}}}\n{after}"
+                ),
+                10.0,
+            ),
+        ];
+        for (text, expected) in cases {
+            if text.is_empty() {
+                let _ = std::fs::remove_file(&metrics);
+            } else {
+                std::fs::write(&metrics, &text).unwrap();
+            }
+            let got = run_seconds(&dir, &summary).unwrap();
+            assert!(
+                (got - expected).abs() < 1e-12,
+                "{text}: {got} != {expected}"
+            );
+        }
     }
 }

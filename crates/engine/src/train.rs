@@ -143,6 +143,9 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
     let mut optimizer =
         ModelOptimizer::new(run.optimizer, params)?.with_parallel_steps(run.parallel_optimizer);
     let mut start = 0;
+    // Wall seconds of the run before this process (up to the checkpoint it resumes from);
+    // `None` when that checkpoint did not record them, and then neither do later ones.
+    let mut seconds_before = Some(0.0);
     let mut so_far = SoFar::default();
     let t = run.train;
     let setup_line = json!({
@@ -156,9 +159,15 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
             let restored = restore(out, pointer, model, &mut optimizer, device)?;
             model = restored.model;
             start = restored.step;
+            seconds_before = restored.seconds;
             let (mut r, kept) = Records::resume(out, start, tensorboard)?;
             so_far = kept;
-            r.metric(&json!({"resumed_at": start, "setup": setup_line}))?;
+            let mut line = json!({"resumed_at": start, "setup": setup_line});
+            if let Some(seconds) = seconds_before {
+                // The run's seconds before this process (`run_dir::run_seconds`).
+                line["seconds_before"] = json!(seconds);
+            }
+            r.metric(&line)?;
             r
         }
         None => {
@@ -273,13 +282,15 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
             }
             summary.final_val_accuracy = Some(e.val_accuracy);
             summary.final_train_accuracy = Some(e.train_accuracy);
-            save_checkpoint(out, step + 1, &model, &optimizer)?;
+            let seconds = seconds_before.map(|s| s + started.elapsed().as_secs_f64());
+            save_checkpoint(out, step + 1, seconds, &model, &optimizer)?;
             checkpointed = true;
         }
         if crate::interrupt::requested() && step + 1 < t.steps {
             // SIGTERM/SIGINT: keep everything up to this step and stop; `--resume` continues.
             if !checkpointed {
-                save_checkpoint(out, step + 1, &model, &optimizer)?;
+                let seconds = seconds_before.map(|s| s + started.elapsed().as_secs_f64());
+                save_checkpoint(out, step + 1, seconds, &model, &optimizer)?;
             }
             records.metric(&json!({"interrupted_at": step + 1}))?;
             summary.status = Status::Interrupted;
@@ -291,7 +302,7 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
         }
     }
     bar.finish_and_clear();
-    summary.seconds = started.elapsed().as_secs_f64();
+    summary.seconds = seconds_before.unwrap_or(0.0) + started.elapsed().as_secs_f64();
     let trained = summary.steps.saturating_sub(start);
     if trained > 0 && !training_time.is_zero() {
         summary.examples_per_second =

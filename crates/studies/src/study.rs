@@ -26,7 +26,7 @@ use bigbatch_core::study::{
 };
 use bigbatch_engine::backend::Backend;
 use bigbatch_engine::run_config::RunConfig;
-use bigbatch_engine::run_dir::{RunInUse, RunLock};
+use bigbatch_engine::run_dir::{RunInUse, RunLock, run_seconds};
 use bigbatch_engine::train::{self, RunOptions, RunSummary, Status};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -448,8 +448,8 @@ impl Study {
         Ok((fresh, tuned.len()))
     }
 
-    /// Seconds recorded by every finished trial, rerun and superseded rerun of the study (a run
-    /// resumed from a checkpoint records the time since its resume).
+    /// Wall seconds of every finished trial, rerun and superseded rerun of the study, each over
+    /// all the processes that ran it ([`run_seconds`]).
     pub fn compute_seconds(&self) -> Result<f64> {
         let mut dirs = vec![self.dir.join("trials"), self.dir.join("reruns")];
         if let Ok(entries) = std::fs::read_dir(self.dir.join("superseded-reruns")) {
@@ -462,10 +462,14 @@ impl Study {
         }
         let mut seconds = 0.0;
         for dir in dirs {
-            seconds += read_results(&dir)?
-                .values()
-                .map(|r| r.summary.seconds)
-                .sum::<f64>();
+            for (key, r) in read_results(&dir)? {
+                let run_dir = if dir.ends_with("trials") {
+                    dir.join(format!("{key:05}"))
+                } else {
+                    dir.join(format!("seed-{key:03}"))
+                };
+                seconds += run_seconds(&run_dir, &r.summary)?;
+            }
         }
         Ok(seconds)
     }

@@ -125,7 +125,7 @@ impl Reproduction {
             let hours = finding_seconds / 3600.0;
             writeln!(
                 sections,
-                "Compute: {hours:.1} CPU-hours (the recorded wall time of every trial and rerun of these studies, each run on one process).\n"
+                "Compute: {hours:.1} CPU-hours (the recorded wall time of every trial and rerun of these studies, each run on one process, over every process that ran it; a run resumed from a checkpoint that did not record the time adds its earlier steps' times from metrics.jsonl).\n"
             )?;
             if !f.deviations.is_empty() {
                 writeln!(
