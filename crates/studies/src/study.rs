@@ -566,6 +566,10 @@ impl Study {
         self.run_until(trials, max_attempts, workers, backend)
     }
 
+    /// Runs trials until `trials` feasible ones exist. Trials another process is running (a
+    /// second `study run` or `reproduce` on the same study, or a Slurm task) are left to it and
+    /// count as in flight; once this process has nothing left to claim it waits for them, then
+    /// looks again (a trial of theirs that diverged or stopped is claimed anew).
     fn run_until(
         &self,
         trials: u64,
@@ -573,6 +577,28 @@ impl Study {
         workers: usize,
         backend: Backend,
     ) -> Result<()> {
+        loop {
+            let elsewhere = self.run_until_once(trials, max_attempts, workers, backend)?;
+            if elsewhere.is_empty() {
+                return Ok(());
+            }
+            let dirs: Vec<PathBuf> = elsewhere.iter().map(|&i| self.trial_run_dir(i)).collect();
+            wait_for_other_processes(
+                &dirs,
+                &format!("{}: trials {elsewhere:?}", self.path.display()),
+            )?;
+        }
+    }
+
+    /// One pass of [`Self::run_until`]: the trials another process holds, to wait for (none when
+    /// the study has its trials).
+    fn run_until_once(
+        &self,
+        trials: u64,
+        max_attempts: u64,
+        workers: usize,
+        backend: Backend,
+    ) -> Result<Vec<u64>> {
         let done = self.trials()?;
         struct Shared {
             next: u64,
@@ -594,7 +620,7 @@ impl Study {
         let claim = || -> Option<u64> {
             let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
             if s.error.is_some()
-                || s.feasible + s.in_flight >= trials
+                || s.feasible + s.in_flight + s.elsewhere.len() as u64 >= trials
                 || bigbatch_engine::interrupt::requested()
             {
                 return None;
@@ -658,12 +684,7 @@ impl Study {
             .into());
         }
         if s.feasible < trials && !s.elsewhere.is_empty() {
-            bail!(
-                "{}: {} feasible trials of {trials}; trials {:?} are running in other processes (skipped here): run again when they have finished (`study status` shows them)",
-                self.path.display(),
-                s.feasible,
-                s.elsewhere
-            );
+            return Ok(s.elsewhere);
         }
         if s.feasible < trials {
             bail!(
@@ -674,7 +695,7 @@ impl Study {
                 s.attempted
             );
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     /// The workload name used by performance profiles.
@@ -758,6 +779,8 @@ impl Study {
         }
         let next = Mutex::new(todo.into_iter());
         let results = Mutex::new(BTreeMap::new());
+        // Seeds another process is rerunning (a second `study rerun` or `reproduce`).
+        let elsewhere = Mutex::new(Vec::new());
         std::thread::scope(|scope| {
             for _ in 0..workers.max(1) {
                 scope.spawn(|| {
@@ -773,6 +796,19 @@ impl Study {
                         config.train.seed = seed;
                         let dir = self.rerun_dir(seed);
                         let r = self.run_config(best.index, point.clone(), config, &dir, backend);
+                        if let Err(e) = &r
+                            && let Some(in_use) = e.downcast_ref::<RunInUse>()
+                        {
+                            eprintln!(
+                                "seed {seed}: running in another process ({}); left to it",
+                                in_use.holder
+                            );
+                            elsewhere
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push(seed);
+                            continue;
+                        }
                         if let Ok(r) = &r {
                             eprintln!("seed {seed}: {}", describe_result(r));
                         }
@@ -793,6 +829,16 @@ impl Study {
                 ),
             }
             .into());
+        }
+        let elsewhere = elsewhere.into_inner().unwrap_or_else(|e| e.into_inner());
+        if !elsewhere.is_empty() {
+            let dirs: Vec<PathBuf> = elsewhere.iter().map(|&s| self.rerun_dir(s)).collect();
+            wait_for_other_processes(
+                &dirs,
+                &format!("{}: reruns with seeds {elsewhere:?}", self.path.display()),
+            )?;
+            // Their results are read (or, for one stopped there, the run continued) here.
+            return self.rerun(seeds, workers, backend);
         }
         results
             .into_inner()
@@ -988,6 +1034,33 @@ fn read_result(path: &Path) -> Result<Option<TrialResult>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
+}
+
+/// Waits until no other process holds the run directories `dirs` (their `run.lock`), saying so
+/// once on stderr; SIGTERM or SIGINT ends the wait with [`bigbatch_engine::interrupt::Interrupted`].
+/// A holder that dies releases its lock, so the wait ends with it.
+fn wait_for_other_processes(dirs: &[PathBuf], what: &str) -> Result<()> {
+    let holders = || -> Vec<String> { dirs.iter().filter_map(|d| RunLock::holder(d)).collect() };
+    let held = holders();
+    if held.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "{what}: running in other processes (pid {}); waiting for them",
+        held.join(", ")
+    );
+    while !holders().is_empty() {
+        if bigbatch_engine::interrupt::requested() {
+            return Err(bigbatch_engine::interrupt::Interrupted {
+                what: format!(
+                    "{what}: stopped while waiting for other processes; the next run continues"
+                ),
+            }
+            .into());
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    Ok(())
 }
 
 fn read_results(dir: &Path) -> Result<BTreeMap<u64, TrialResult>> {

@@ -209,8 +209,9 @@ fn write_study(dir: &Path, steps: u64) -> PathBuf {
 }
 
 /// A trial whose run directory another process holds is skipped, by `study trial` (a duplicate
-/// array task) and by `study run` (which runs the others and says which were left); `study
-/// status` reports it running, and killed once the holder is gone.
+/// array task) and by `study run` (which runs the others, counts it as in flight and waits for
+/// it); `study status` reports it running, `study rerun` refuses meanwhile, and a run directory
+/// whose holder is gone without a result is reported killed.
 #[test]
 fn a_trial_held_elsewhere_is_skipped() {
     let dir = scratch("held");
@@ -221,19 +222,28 @@ fn a_trial_held_elsewhere_is_skipped() {
     cli(&["study", "trial", s, "--dir", ds, "--index", "0"]).unwrap();
     let study = Study::load(&path, Some(d.clone())).unwrap();
     assert!(study.trials().unwrap().is_empty(), "skipped, not run");
-    cli(&["study", "run", s, "--dir", ds, "--trials", "2"]).unwrap();
-    let done: Vec<u64> = study.trials().unwrap().keys().copied().collect();
-    assert_eq!(done, vec![1, 2], "moved on to the next indices");
+    let runner = {
+        let (s, ds) = (s.to_string(), ds.to_string());
+        std::thread::spawn(move || cli(&["study", "run", &s, "--dir", &ds, "--trials", "3"]))
+    };
+    let done = || -> Vec<u64> { study.trials().unwrap().keys().copied().collect() };
+    wait_for("trials 1 and 2", Duration::from_secs(300), || {
+        done() == [1, 2]
+    });
     assert!(study.status_text().unwrap().contains("running: 1 [0]"));
     let e = cli(&["study", "rerun", s, "--dir", ds, "--seeds", "1"])
         .unwrap_err()
         .to_string();
     assert!(e.contains("trials [0] of the search are unfinished"), "{e}");
+    assert!(!runner.is_finished(), "study run waits for trial 0");
     drop(held);
+    runner.join().unwrap().unwrap();
+    assert_eq!(done(), [0, 1, 2], "trial 0 run once its holder let go");
+    drop(bigbatch_engine::run_dir::RunLock::acquire(&d.join("trials/00005")).unwrap());
     let status = study.status_text().unwrap();
     assert!(
         status.contains("running: 0")
-            && status.contains("killed or interrupted (resume from their checkpoints): 1 [0]"),
+            && status.contains("killed or interrupted (resume from their checkpoints): 1 [5]"),
         "{status}"
     );
 }

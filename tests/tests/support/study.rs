@@ -579,3 +579,65 @@ fn a_changed_search_space_is_refused_in_the_old_directory() {
     assert_eq!(aside.len(), 1);
     assert!(aside[0].path().join("trials/00000.json").exists());
 }
+
+/// Two processes on one study share its trials and reruns. The test holds a trial's run lock
+/// (and then a rerun's) as another process running it would: `study run` leaves that trial to
+/// the holder and counts it as in flight (trials 0 and 2, not a fourth), waits for it, and runs
+/// it itself once the lock is free (the holder stopped without a result); `study rerun` does the
+/// same with a seed.
+#[test]
+fn trials_and_reruns_held_by_another_process_are_waited_for() {
+    use bigbatch_engine::run_dir::RunLock;
+    use std::time::{Duration, Instant};
+    let dir = scratch("study-shared");
+    let path = write_study(&dir, "");
+    // No diverging point, so every trial counts.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("Discrete([0.01, 1e30])", "Log(0.001, 0.01)");
+    std::fs::write(&path, text).unwrap();
+    let d = dir.join("d");
+    let study = Study::load(&path, Some(d.clone())).unwrap();
+    let (s, ds) = (path.display().to_string(), d.display().to_string());
+    let wait_until = |what: &str, done: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !done() {
+            assert!(started.elapsed() < Duration::from_secs(300), "{what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let finished = |study: &Study| -> Vec<u64> { study.trials().unwrap().into_keys().collect() };
+
+    let held = RunLock::acquire(&study.trial_run_dir(1)).unwrap();
+    let runner = {
+        let (s, ds) = (s.clone(), ds.clone());
+        std::thread::spawn(move || cli(&["study", "run", &s, "--dir", &ds, "--trials", "3"]))
+    };
+    wait_until("trials 0 and 2", &|| finished(&study) == [0, 2]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!runner.is_finished(), "study run should wait for trial 1");
+    assert_eq!(
+        finished(&study),
+        [0, 2],
+        "no trial beyond the three asked for"
+    );
+    drop(held);
+    runner.join().unwrap().unwrap();
+    assert_eq!(finished(&study), [0, 1, 2]);
+
+    let held = RunLock::acquire(&study.rerun_dir(1000)).unwrap();
+    let runner = {
+        let (s, ds) = (s.clone(), ds.clone());
+        std::thread::spawn(move || cli(&["study", "rerun", &s, "--dir", &ds, "--seeds", "2"]))
+    };
+    let fresh = |study: &Study| -> Vec<u64> { study.fresh_reruns().unwrap().into_keys().collect() };
+    wait_until("seed 1001", &|| fresh(&study) == [1001]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !runner.is_finished(),
+        "study rerun should wait for seed 1000"
+    );
+    drop(held);
+    runner.join().unwrap().unwrap();
+    assert_eq!(fresh(&study), [1000, 1001]);
+}
