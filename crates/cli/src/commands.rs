@@ -561,6 +561,7 @@ where
                 trials,
                 seeds,
                 workers,
+                looked_at: Vec::new(),
             });
             reproduce::reproduce(
                 &findings,

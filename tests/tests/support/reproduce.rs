@@ -410,6 +410,26 @@ fn reproduce_runs_resumes_and_reports() {
         serde_json::json!({"pair": {"trials": 2, "seeds": 3}, "warmup": two})
     );
     assert_eq!(pending(), ["Nesterov matches LARS"]);
+
+    // Raising the seeds of a finding that was pending is no look; raising them once it was
+    // judged records that look (`looked_at`), and its page says the verdict is a later one.
+    let pair_budget =
+        || budget(&std::fs::read_to_string(out.join("budget.json")).unwrap())["pair"].clone();
+    run(&["--only", "pair", "--trials", "2", "--seeds", "3"]).unwrap();
+    assert_eq!(pair_budget(), serde_json::json!({"trials": 2, "seeds": 3}));
+    assert!(pending().is_empty());
+    run(&["--only", "pair", "--trials", "2", "--seeds", "4"]).unwrap();
+    assert_eq!(
+        pair_budget(),
+        serde_json::json!({"trials": 2, "seeds": 4, "looked_at": [3]})
+    );
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        readme.contains(
+            "Looks: the finding was judged at 3 fresh seeds before its seeds were raised to 4"
+        ) && readme.contains("keeps the rate"),
+        "{readme}"
+    );
 }
 
 #[test]

@@ -122,7 +122,7 @@ impl Claim {
 /// How much to run. `reproduce` records it per finding in `<out>/budget.json`; the report judges
 /// a finding only once its studies have all of it (defaults when none is recorded, as the
 /// command's: 20 trials, 10 seeds).
-#[derive(serde::Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+#[derive(serde::Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Budget {
     /// Feasible quasi-random trials per tuned study.
     pub trials: u64,
@@ -131,6 +131,11 @@ pub struct Budget {
     /// Trials or seeds run at the same time (not recorded).
     #[serde(skip, default = "one")]
     pub workers: usize,
+    /// Earlier looks: the fresh seeds at which the finding had been judged (its runs complete)
+    /// before its seeds were raised, recorded by `reproduce` when they are. The verdict at the
+    /// final seeds is then a second (or later) look at the data, which the report says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub looked_at: Vec<u64>,
 }
 
 fn one() -> usize {
@@ -143,6 +148,7 @@ impl Default for Budget {
             trials: 20,
             seeds: 10,
             workers: 1,
+            looked_at: Vec::new(),
         }
     }
 }

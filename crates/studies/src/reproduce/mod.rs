@@ -136,7 +136,15 @@ impl Reproduction {
             let _lock = self.lock_shared_files()?;
             let mut budgets = self.budgets()?;
             for f in &findings {
-                budgets.insert(f.name.clone(), *budget);
+                let old = budgets.get(&f.name).cloned().unwrap_or_default();
+                let mut new = Budget {
+                    looked_at: old.looked_at.clone(),
+                    ..budget.clone()
+                };
+                if new.seeds > old.seeds && self.judged_under(f, &old)? {
+                    new.looked_at.push(old.seeds);
+                }
+                budgets.insert(f.name.clone(), new);
             }
             write_atomic(
                 &self.budget_path(),
@@ -328,7 +336,7 @@ impl Reproduction {
             if value.get("trials").is_some() {
                 let one: Budget = serde_json::from_value(value).with_context(expected)?;
                 for f in &self.file.findings {
-                    out.insert(f.name.clone(), one);
+                    out.insert(f.name.clone(), one.clone());
                 }
             } else {
                 out = serde_json::from_value(value).with_context(expected)?;
@@ -339,7 +347,18 @@ impl Reproduction {
 
     /// The budget a finding is judged against.
     pub fn budget(&self, finding: &str) -> Result<Budget> {
-        Ok(self.budgets()?.get(finding).copied().unwrap_or_default())
+        Ok(self.budgets()?.get(finding).cloned().unwrap_or_default())
+    }
+
+    /// Whether the finding's runs are complete under `budget`, i.e. its report gave a verdict
+    /// (anything but pending) that one could have looked at.
+    fn judged_under(&self, f: &Finding, budget: &Budget) -> Result<bool> {
+        if self.waiting_for(f)?.is_some() {
+            return Ok(false);
+        }
+        let studies = self.studies_of(f)?;
+        let judged = judge::judge(f, &studies, budget, &self.file.bootstrap)?;
+        Ok(judged.verdict != Verdict::Pending)
     }
 
     /// A `best_of` source study of the finding with no feasible trial yet (its studies cannot

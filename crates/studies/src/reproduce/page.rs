@@ -105,6 +105,9 @@ impl Reproduction {
                 writeln!(sections, "\n{}\n", judged.details.trim())?;
             }
             writeln!(sections, "{}", robustness_line(&judged.robustness))?;
+            if !budget.looked_at.is_empty() {
+                writeln!(sections, "{}", looks_line(&budget, &f.claim))?;
+            }
             if let Some(rule) = &f.target {
                 match targets.get(&f.name) {
                     Some(t) => writeln!(
@@ -245,6 +248,25 @@ impl Reproduction {
             name = f.name
         )
     }
+}
+
+/// A verdict after raised seeds in words: when the earlier looks were, and what a second look
+/// does to the rules' false-positive rates (`rules::tests::calibration_with_a_second_look`).
+fn looks_line(budget: &super::findings::Budget, claim: &Claim) -> String {
+    let at: Vec<String> = budget.looked_at.iter().map(u64::to_string).collect();
+    let rate = match claim {
+        Claim::Beats { .. } | Claim::BestValue { .. } => {
+            "for *beats* a second look raises the rate at which identical groups are declared different above 5% (to at most 10%, the sum of both looks' 5%)"
+        }
+        _ => {
+            "for this rule a second look keeps the rate at which identical groups are declared different within 5%"
+        }
+    };
+    format!(
+        "Looks: the finding was judged at {} fresh seeds before its seeds were raised to {}, so this verdict is a later look at the data; simulated with a look at 10 seeds and another at 20 or 30 when the first was undecided, {rate} (`rules::tests::calibration_with_a_second_look`).\n",
+        at.join(" and "),
+        budget.seeds
+    )
 }
 
 /// The half-trials check in words.
