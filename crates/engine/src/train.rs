@@ -190,6 +190,8 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
     };
 
     workload.skip(start)?;
+    // The run's wall seconds so far, over every process (where the resumed checkpoint knew them).
+    let seconds_so_far = move || seconds_before.map(|s| s + started.elapsed().as_secs_f64());
     let bar = progress_bar(t.steps, options.progress);
     bar.set_position(start);
     let mut summary = RunSummary {
@@ -282,15 +284,13 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
             }
             summary.final_val_accuracy = Some(e.val_accuracy);
             summary.final_train_accuracy = Some(e.train_accuracy);
-            let seconds = seconds_before.map(|s| s + started.elapsed().as_secs_f64());
-            save_checkpoint(out, step + 1, seconds, &model, &optimizer)?;
+            save_checkpoint(out, step + 1, seconds_so_far(), &model, &optimizer)?;
             checkpointed = true;
         }
         if crate::interrupt::requested() && step + 1 < t.steps {
             // SIGTERM/SIGINT: keep everything up to this step and stop; `--resume` continues.
             if !checkpointed {
-                let seconds = seconds_before.map(|s| s + started.elapsed().as_secs_f64());
-                save_checkpoint(out, step + 1, seconds, &model, &optimizer)?;
+                save_checkpoint(out, step + 1, seconds_so_far(), &model, &optimizer)?;
             }
             records.metric(&json!({"interrupted_at": step + 1}))?;
             summary.status = Status::Interrupted;
@@ -302,7 +302,7 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
         }
     }
     bar.finish_and_clear();
-    summary.seconds = seconds_before.unwrap_or(0.0) + started.elapsed().as_secs_f64();
+    summary.seconds = seconds_so_far().unwrap_or(started.elapsed().as_secs_f64());
     let trained = summary.steps.saturating_sub(start);
     if trained > 0 && !training_time.is_zero() {
         summary.examples_per_second =

@@ -462,13 +462,8 @@ impl Study {
         }
         let mut seconds = 0.0;
         for dir in dirs {
-            for (key, r) in read_results(&dir)? {
-                let run_dir = if dir.ends_with("trials") {
-                    dir.join(format!("{key:05}"))
-                } else {
-                    dir.join(format!("seed-{key:03}"))
-                };
-                seconds += run_seconds(&run_dir, &r.summary)?;
+            for (run_dir, r) in read_runs(&dir)?.values() {
+                seconds += run_seconds(run_dir, &r.summary)?;
             }
         }
         Ok(seconds)
@@ -1064,6 +1059,15 @@ fn wait_for_other_processes(dirs: &[PathBuf], what: &str) -> Result<()> {
 }
 
 fn read_results(dir: &Path) -> Result<BTreeMap<u64, TrialResult>> {
+    Ok(read_runs(dir)?
+        .into_iter()
+        .map(|(key, (_, r))| (key, r))
+        .collect())
+}
+
+/// The finished runs under `dir` by key (`trials/00007.json` -> 7, `reruns/seed-003.json` -> 3),
+/// each with its run directory (the result file's path without `.json`).
+fn read_runs(dir: &Path) -> Result<BTreeMap<u64, (PathBuf, TrialResult)>> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(BTreeMap::new());
     };
@@ -1073,13 +1077,12 @@ fn read_results(dir: &Path) -> Result<BTreeMap<u64, TrialResult>> {
         if path.extension().is_some_and(|e| e == "json")
             && let Some(r) = read_result(&path)?
         {
-            // `trials/00007.json` -> 7, `reruns/seed-003.json` -> 3.
             let key = path
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .and_then(|s| s.trim_start_matches("seed-").parse().ok())
                 .unwrap_or(r.index);
-            out.insert(key, r);
+            out.insert(key, (path.with_extension(""), r));
         }
     }
     Ok(out)

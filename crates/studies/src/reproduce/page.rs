@@ -61,7 +61,11 @@ impl Reproduction {
             let studies = self.studies_of(f)?;
             let mut finding_seconds = 0.0;
             for study in &studies {
-                let s = study.compute_seconds()?;
+                // Findings share studies (F1 and F2): each is measured once.
+                let s = match seconds.get(&study.dir) {
+                    Some(&s) => s,
+                    None => study.compute_seconds()?,
+                };
                 seconds.insert(study.dir.clone(), s);
                 finding_seconds += s;
             }
