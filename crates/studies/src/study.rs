@@ -131,6 +131,8 @@ pub struct Study {
     /// For a `best_of` study: the seeds the source study's trials ran with (its runs with those
     /// seeds repeat a tuning run, so they are not fresh).
     source_seeds: BTreeSet<u64>,
+    /// [`Study::as_at_look`]: only the reruns of the best point with the `n` lowest seeds count.
+    look: Option<usize>,
 }
 
 /// The result file of one trial or rerun.
@@ -189,6 +191,7 @@ impl Study {
             dir,
             devices: None,
             source_seeds,
+            look: None,
         };
         study
             .trial_config(0)
@@ -427,6 +430,14 @@ impl Study {
         Ok(own)
     }
 
+    /// The study as it stood at an earlier look at `seeds` reruns of its best point: only the
+    /// reruns of the best point with the `seeds` lowest seeds count (reruns run in seed order,
+    /// so these are the ones the look saw). Trials are unchanged.
+    pub fn as_at_look(mut self, seeds: usize) -> Self {
+        self.look = Some(seeds);
+        self
+    }
+
     /// The reruns that count: those of the current best trial (same index and point) with a
     /// seed the search never used, by seed.
     pub fn fresh_reruns(&self) -> Result<BTreeMap<u64, TrialResult>> {
@@ -444,6 +455,7 @@ impl Study {
             .reruns()?
             .into_iter()
             .filter(|(_, r)| r.index == best.index && r.point == best.point)
+            .take(self.look.unwrap_or(usize::MAX))
             .partition(|(seed, _)| !searched.contains(seed));
         Ok((fresh, tuned.len()))
     }

@@ -418,6 +418,25 @@ fn reproduce_runs_resumes_and_reports() {
     run(&["--only", "pair", "--trials", "2", "--seeds", "3"]).unwrap();
     assert_eq!(pair_budget(), serde_json::json!({"trials": 2, "seeds": 3}));
     assert!(pending().is_empty());
+    // The pair's row at 3 seeds: `| [title](#anchor) | paper | **verdict** | numbers |`.
+    let pair_row = || {
+        let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with("| [Nesterov matches LARS]"))
+            .unwrap()
+            .to_string();
+        let cells: Vec<String> = row.split(" | ").map(str::to_string).collect();
+        (
+            cells[2].clone(),
+            cells[3].trim_end_matches(" |").to_string(),
+        )
+    };
+    let (verdict_at_3, numbers_at_3) = pair_row();
+    assert!(
+        numbers_at_3.contains("3 and 3 fresh seeds"),
+        "{numbers_at_3}"
+    );
     run(&["--only", "pair", "--trials", "2", "--seeds", "4"]).unwrap();
     assert_eq!(
         pair_budget(),
@@ -428,6 +447,30 @@ fn reproduce_runs_resumes_and_reports() {
         readme.contains(
             "Looks: the finding was judged at 3 fresh seeds before its seeds were raised to 4"
         ) && readme.contains("keeps the rate"),
+        "{readme}"
+    );
+    // Raised again and not yet run: pending, and the row and page say what the last look said,
+    // judged again from the reruns that look saw (the 3 lowest seeds of 4), exactly as it was.
+    std::fs::write(
+        out.join("budget.json"),
+        r#"{"pair": {"trials": 2, "seeds": 5, "looked_at": [3]}, "warmup": {"trials": 2, "seeds": 2}}"#,
+    )
+    .unwrap();
+    run(&["--report-only"]).unwrap();
+    assert_eq!(pending(), ["Nesterov matches LARS"]);
+    let (verdict_now, numbers_now) = pair_row();
+    assert_eq!(verdict_now, "**pending (studies not finished)**");
+    assert!(
+        numbers_now.ends_with(&format!(
+            ". At the earlier look (3 fresh seeds per study): {verdict_at_3}; {numbers_at_3}"
+        )),
+        "{numbers_now}\nexpected the look at 3 seeds: {verdict_at_3}; {numbers_at_3}"
+    );
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!(
+            "Earlier look: at 3 fresh seeds per study (each study's reruns of its best point with the 3 lowest seeds, judged again from the result files) the verdict was {verdict_at_3}."
+        )) && readme.contains("so the verdict to come will be a later look"),
         "{readme}"
     );
 }

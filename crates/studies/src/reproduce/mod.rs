@@ -361,6 +361,35 @@ impl Reproduction {
         Ok(judged.verdict != Verdict::Pending)
     }
 
+    /// For a pending pair finding whose seeds were raised after a look (`looked_at`): that last
+    /// look judged again from the reruns it saw (each study's reruns of its best point with the
+    /// lowest seeds, [`Study::as_at_look`]), with the seeds of that look. `None` for other
+    /// findings, and for sweeps (`BestValue`), whose looks are not restored.
+    fn earlier_look(
+        &self,
+        f: &Finding,
+        budget: &Budget,
+        verdict: &Verdict,
+    ) -> Result<Option<(u64, judge::Judged)>> {
+        let Some(&seeds) = budget.looked_at.last() else {
+            return Ok(None);
+        };
+        if *verdict != Verdict::Pending || matches!(f.claim, Claim::BestValue { .. }) {
+            return Ok(None);
+        }
+        let studies: Vec<Study> = self
+            .studies_of(f)?
+            .into_iter()
+            .map(|s| s.as_at_look(seeds as usize))
+            .collect();
+        let then = Budget {
+            seeds,
+            ..budget.clone()
+        };
+        let judged = judge::judge(f, &studies, &then, &self.file.bootstrap)?;
+        Ok((judged.verdict != Verdict::Pending).then_some((seeds, judged)))
+    }
+
     /// A `best_of` source study of the finding with no feasible trial yet (its studies cannot
     /// be composed before it has one).
     fn waiting_for(&self, f: &Finding) -> Result<Option<String>> {

@@ -71,22 +71,34 @@ impl Reproduction {
             }
             let budget = self.budget(&f.name)?;
             let judged = judge(f, &studies, &budget, &boot)?;
+            // A pending finding whose seeds were raised after a look: what that look said.
+            let look = self.earlier_look(f, &budget, &judged.verdict)?;
+            let look_words = |bold: &str| match &look {
+                Some((seeds, then)) => format!(
+                    ". At the earlier look ({seeds} fresh seeds per study): {bold}{}{bold}; {}",
+                    then.verdict.words(),
+                    then.numbers
+                ),
+                None => String::new(),
+            };
             writeln!(
                 md,
-                "| [{}](#{}) | {} | **{}** | {} |",
+                "| [{}](#{}) | {} | **{}** | {}{} |",
                 f.title,
                 anchor(&f.title),
                 f.paper,
                 judged.verdict.words(),
-                judged.numbers
+                judged.numbers,
+                look_words("**")
             )?;
             writeln!(
                 summary,
-                "| {} ({}) | {} | {} |",
+                "| {} ({}) | {} | {}{} |",
                 f.title,
                 f.paper,
                 judged.verdict.words(),
-                judged.numbers
+                judged.numbers,
+                look_words("")
             )?;
             writeln!(sections, "\n## {}\n", f.title)?;
             writeln!(
@@ -96,6 +108,14 @@ impl Reproduction {
                 judged.verdict.words(),
                 judged.numbers
             )?;
+            if let Some((seeds, then)) = &look {
+                writeln!(
+                    sections,
+                    "Earlier look: at {seeds} fresh seeds per study (each study's reruns of its best point with the {seeds} lowest seeds, judged again from the result files) the verdict was **{}**. {} The raised seeds' verdict replaces it when their runs have finished.\n",
+                    then.verdict.words(),
+                    then.numbers
+                )?;
+            }
             if !f.notes.trim().is_empty() {
                 writeln!(sections, "{}\n", f.notes.trim())?;
             }
@@ -110,7 +130,8 @@ impl Reproduction {
             }
             writeln!(sections, "{}", robustness_line(&judged.robustness))?;
             if !budget.looked_at.is_empty() {
-                writeln!(sections, "{}", looks_line(&budget, &f.claim))?;
+                let pending = judged.verdict == Verdict::Pending;
+                writeln!(sections, "{}", looks_line(&budget, &f.claim, pending))?;
             }
             if let Some(rule) = &f.target {
                 match targets.get(&f.name) {
@@ -256,7 +277,7 @@ impl Reproduction {
 
 /// A verdict after raised seeds in words: when the earlier looks were, and what a second look
 /// does to the rules' false-positive rates (`rules::tests::calibration_with_a_second_look`).
-fn looks_line(budget: &super::findings::Budget, claim: &Claim) -> String {
+fn looks_line(budget: &super::findings::Budget, claim: &Claim, pending: bool) -> String {
     let at: Vec<String> = budget.looked_at.iter().map(u64::to_string).collect();
     let rate = match claim {
         Claim::Beats { .. } | Claim::BestValue { .. } => {
@@ -266,8 +287,13 @@ fn looks_line(budget: &super::findings::Budget, claim: &Claim) -> String {
             "for this rule a second look keeps the rate at which identical groups are declared different within 5%"
         }
     };
+    let verdict = if pending {
+        "the verdict to come will be"
+    } else {
+        "this verdict is"
+    };
     format!(
-        "Looks: the finding was judged at {} fresh seeds before its seeds were raised to {}, so this verdict is a later look at the data; simulated with a look at 10 seeds and another at 20 or 30 when the first was undecided, {rate} (`rules::tests::calibration_with_a_second_look`).\n",
+        "Looks: the finding was judged at {} fresh seeds before its seeds were raised to {}, so {verdict} a later look at the data; simulated with a look at 10 seeds and another at 20 or 30 when the first was undecided, {rate} (`rules::tests::calibration_with_a_second_look`).\n",
         at.join(" and "),
         budget.seeds
     )
