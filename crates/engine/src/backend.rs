@@ -43,6 +43,46 @@ pub fn parallel_optimizer_steps(backend: Backend) -> bool {
     backend == Backend::Cpu
 }
 
+/// The widest vector instruction set burn's CPU kernels use on this machine, as
+/// `macerator::Arch::detect` (burn-flex's reductions and element-wise kernels) picks it:
+/// `x86-64-v4 (AVX-512)`, `x86-64-v3 (AVX2)`, `x86-64-v2 (SSE4.2)`, `x86-64 (SSE2)`, or the
+/// architecture's name elsewhere. A vector of 16 lanes sums in another order than one of 8, so a
+/// CPU run's last bits (and after hundreds of steps its accuracies) depend on it; runs repeat
+/// exactly on machines with the same set. Recorded in `summary.json` (`cpu_simd`).
+pub fn cpu_vector_instructions() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let v2 =
+            has!("sse3") && has!("ssse3") && has!("sse4.1") && has!("sse4.2") && has!("popcnt");
+        let v3 = v2
+            && has!("avx")
+            && has!("avx2")
+            && has!("bmi1")
+            && has!("bmi2")
+            && has!("fma")
+            && has!("lzcnt")
+            && has!("f16c");
+        let v4 = v3
+            && has!("avx512f")
+            && has!("avx512bw")
+            && has!("avx512cd")
+            && has!("avx512dq")
+            && has!("avx512vl");
+        let name = match (v4, v3, v2) {
+            (true, _, _) => "x86-64-v4 (AVX-512)",
+            (_, true, _) => "x86-64-v3 (AVX2)",
+            (_, _, true) => "x86-64-v2 (SSE4.2)",
+            _ => "x86-64 (SSE2)",
+        };
+        name.to_string()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::env::consts::ARCH.to_string()
+    }
+}
+
 /// The training device (with autodiff) for a backend; a backend that was not compiled in is an
 /// error that says how to build it.
 pub fn device(backend: Backend) -> Result<Device> {
@@ -191,5 +231,34 @@ mod tests {
         }
         let err = "tpu".parse::<Backend>().unwrap_err().to_string();
         assert!(err.contains("unknown backend `tpu`"), "{err}");
+    }
+
+    /// Against the kernel's own list of the CPU's features (`/proc/cpuinfo` names them as Linux
+    /// does: `pni` is SSE3, `abm` covers LZCNT; the x86-64 levels are the psABI's).
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    #[test]
+    fn vector_instructions_agree_with_proc_cpuinfo() {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+        let flags: Vec<&str> = cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("flags"))
+            .unwrap()
+            .trim_start_matches([' ', '\t', ':'])
+            .split_whitespace()
+            .collect();
+        let all = |names: &[&str]| names.iter().all(|n| flags.contains(n));
+        let v2 = all(&["pni", "ssse3", "sse4_1", "sse4_2", "popcnt"]);
+        let v3 = v2 && all(&["avx", "avx2", "bmi1", "bmi2", "fma", "abm", "f16c"]);
+        let v4 = v3 && all(&["avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"]);
+        let expected = if v4 {
+            "x86-64-v4 (AVX-512)"
+        } else if v3 {
+            "x86-64-v3 (AVX2)"
+        } else if v2 {
+            "x86-64-v2 (SSE4.2)"
+        } else {
+            "x86-64 (SSE2)"
+        };
+        assert_eq!(cpu_vector_instructions(), expected, "flags: {flags:?}");
     }
 }

@@ -51,6 +51,10 @@ pub struct RunSummary {
     /// `SLURM_CPUS_PER_TASK`.
     #[serde(default)]
     pub cpu_threads: Option<usize>,
+    /// The vector instruction set of burn's CPU kernels on this machine
+    /// ([`crate::backend::cpu_vector_instructions`]): CPU runs repeat exactly where it is the same.
+    #[serde(default)]
+    pub cpu_simd: Option<String>,
 }
 
 /// Options that do not change the result.

@@ -207,6 +207,7 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
         devices: run.names.clone(),
         examples_per_second: None,
         cpu_threads: Some(rayon::current_num_threads()),
+        cpu_simd: Some(crate::backend::cpu_vector_instructions()),
     };
     let mut training_time = std::time::Duration::ZERO;
     for step in start..t.steps {
