@@ -230,6 +230,11 @@ fn resumed_run_is_bit_identical() {
     assert!(recorded <= resumed["seconds"].as_f64().unwrap(), "{p}");
     assert_eq!(p["step"], 4);
     p["seconds"] = serde_json::json!(1000.0);
+    // The checkpoint records the CPU's vector instructions; a resume on another set (here made
+    // up by editing the record) continues and says so in its resume line.
+    assert_eq!(p["cpu_simd"], resumed["cpu_simd"], "{p}");
+    assert!(p["cpu_simd"].is_string(), "{p}");
+    p["cpu_simd"] = serde_json::json!("another set");
     std::fs::write(&pointer_path, p.to_string()).unwrap();
     let mut args = budget("train.steps=6").to_vec();
     args.push("--resume");
@@ -245,6 +250,13 @@ fn resumed_run_is_bit_identical() {
         resumed_line.contains("\"seconds_before\":1000.0"),
         "{resumed_line}"
     );
+    assert!(
+        resumed_line.contains("\"cpu_simd_before\":\"another set\""),
+        "{resumed_line}"
+    );
+    // The first resume, on the same set: no such field.
+    let first = metrics.lines().find(|l| l.contains("resumed_at")).unwrap();
+    assert!(!first.contains("cpu_simd_before"), "{first}");
 }
 
 #[test]

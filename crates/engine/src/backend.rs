@@ -83,6 +83,11 @@ pub fn cpu_vector_instructions() -> String {
     }
 }
 
+/// [`cpu_vector_instructions`] for a run on the CPU backend; `None` on the others.
+pub fn run_vector_instructions(backend: Backend) -> Option<String> {
+    (backend == Backend::Cpu).then(cpu_vector_instructions)
+}
+
 /// The training device (with autodiff) for a backend; a backend that was not compiled in is an
 /// error that says how to build it.
 pub fn device(backend: Backend) -> Result<Device> {

@@ -51,8 +51,9 @@ pub struct RunSummary {
     /// `SLURM_CPUS_PER_TASK`.
     #[serde(default)]
     pub cpu_threads: Option<usize>,
-    /// The vector instruction set of burn's CPU kernels on this machine
-    /// ([`crate::backend::cpu_vector_instructions`]): CPU runs repeat exactly where it is the same.
+    /// The vector instruction set of burn's CPU kernels on this machine, for a run on the CPU
+    /// backend ([`crate::backend::cpu_vector_instructions`]): CPU runs repeat exactly where it is
+    /// the same.
     #[serde(default)]
     pub cpu_simd: Option<String>,
 }
@@ -81,4 +82,6 @@ pub struct Run<'a> {
     pub checkpoint: Option<CheckpointPointer>,
     /// Optimizer steps on several threads ([`backend::parallel_optimizer_steps`]).
     pub parallel_optimizer: bool,
+    /// The CPU's vector instruction set, on the CPU backend ([`backend::run_vector_instructions`]).
+    pub cpu_simd: Option<String>,
 }

@@ -131,6 +131,10 @@ pub struct CheckpointEntry {
     /// checkpoints written before bigbatch recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<f64>,
+    /// The CPU's vector instruction set, for a run on the CPU backend
+    /// ([`crate::backend::cpu_vector_instructions`]): a resume on another set says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_simd: Option<String>,
 }
 
 /// `checkpoint.json`: the newest complete checkpoint and the one before it.
@@ -151,12 +155,14 @@ fn sha256_file(path: &Path) -> Result<String> {
 }
 
 /// Writes `checkpoint-{step}/` (model and optimizer state), then atomically `checkpoint.json`
-/// naming it (with the run's wall `seconds` so far, where known) and the previous checkpoint
-/// with their checksums, then removes older checkpoints.
+/// naming it (with the run's wall `seconds` so far, where known, and the CPU's vector
+/// instructions on the CPU backend) and the previous checkpoint with their checksums, then
+/// removes older checkpoints.
 pub fn save_checkpoint<M: Module + Clone>(
     out: &Path,
     step: u64,
     seconds: Option<f64>,
+    cpu_simd: Option<&str>,
     model: &M,
     optimizer: &ModelOptimizer,
 ) -> Result<()> {
@@ -181,6 +187,7 @@ pub fn save_checkpoint<M: Module + Clone>(
         step,
         sha256,
         seconds,
+        cpu_simd: cpu_simd.map(str::to_string),
     };
     // The checkpoint before this one: the old pointer's newest, or (when this step's directory
     // was just rewritten, after a resume from an earlier checkpoint) the one it named before.
@@ -263,6 +270,8 @@ pub struct Restored<M> {
     pub step: u64,
     /// [`CheckpointEntry::seconds`] of the checkpoint restored.
     pub seconds: Option<f64>,
+    /// [`CheckpointEntry::cpu_simd`] of the checkpoint restored.
+    pub cpu_simd: Option<String>,
 }
 
 fn load_entry<M: Module>(
@@ -297,6 +306,7 @@ pub fn restore<M: Module + Clone>(
             model,
             step: pointer.newest.step,
             seconds: pointer.newest.seconds,
+            cpu_simd: pointer.newest.cpu_simd.clone(),
         }),
         Err(newest_error) => {
             let Some(previous) = &pointer.previous else {
@@ -319,6 +329,7 @@ pub fn restore<M: Module + Clone>(
                 model,
                 step: previous.step,
                 seconds: previous.seconds,
+                cpu_simd: previous.cpu_simd.clone(),
             })
         }
     }

@@ -74,6 +74,7 @@ pub fn run(config: &RunConfig, backend: Backend, options: &RunOptions) -> Result
         options,
         checkpoint,
         parallel_optimizer: backend::parallel_optimizer_steps(backend),
+        cpu_simd: backend::run_vector_instructions(backend),
     };
     let (name, section, prefix) = config.model.workload()?;
     let plugin = workload::find(name).context("model")?;
@@ -148,11 +149,14 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
     let mut seconds_before = Some(0.0);
     let mut so_far = SoFar::default();
     let t = run.train;
-    let setup_line = json!({
+    let mut setup_line = json!({
         "batch_size": t.batch_size,
         "micro_batch_size": split.micro_batch_size,
         "devices": run.names,
     });
+    if let Some(simd) = &run.cpu_simd {
+        setup_line["cpu_simd"] = json!(simd);
+    }
     let tensorboard = t.tensorboard.as_deref();
     let mut records = match &run.checkpoint {
         Some(pointer) => {
@@ -166,6 +170,18 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
             if let Some(seconds) = seconds_before {
                 // The run's seconds before this process (`run_dir::run_seconds`).
                 line["seconds_before"] = json!(seconds);
+            }
+            if let (Some(before), Some(now)) = (&restored.cpu_simd, &run.cpu_simd)
+                && before != now
+            {
+                // Sums group otherwise from here: the run goes on, but not bit for bit as an
+                // uninterrupted run on either machine would.
+                eprintln!(
+                    "warning: the checkpoint was written on a CPU with {before} vector \
+                     instructions, this one has {now}: the run continues, but its numbers from \
+                     step {start} on are not those of an uninterrupted run on either machine"
+                );
+                line["cpu_simd_before"] = json!(before);
             }
             r.metric(&line)?;
             r
@@ -192,6 +208,7 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
     workload.skip(start)?;
     // The run's wall seconds so far, over every process (where the resumed checkpoint knew them).
     let seconds_so_far = move || seconds_before.map(|s| s + started.elapsed().as_secs_f64());
+    let cpu_simd = run.cpu_simd.as_deref();
     let bar = progress_bar(t.steps, options.progress);
     bar.set_position(start);
     let mut summary = RunSummary {
@@ -207,7 +224,7 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
         devices: run.names.clone(),
         examples_per_second: None,
         cpu_threads: Some(rayon::current_num_threads()),
-        cpu_simd: Some(crate::backend::cpu_vector_instructions()),
+        cpu_simd: run.cpu_simd.clone(),
     };
     let mut training_time = std::time::Duration::ZERO;
     for step in start..t.steps {
@@ -285,13 +302,27 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
             }
             summary.final_val_accuracy = Some(e.val_accuracy);
             summary.final_train_accuracy = Some(e.train_accuracy);
-            save_checkpoint(out, step + 1, seconds_so_far(), &model, &optimizer)?;
+            save_checkpoint(
+                out,
+                step + 1,
+                seconds_so_far(),
+                cpu_simd,
+                &model,
+                &optimizer,
+            )?;
             checkpointed = true;
         }
         if crate::interrupt::requested() && step + 1 < t.steps {
             // SIGTERM/SIGINT: keep everything up to this step and stop; `--resume` continues.
             if !checkpointed {
-                save_checkpoint(out, step + 1, seconds_so_far(), &model, &optimizer)?;
+                save_checkpoint(
+                    out,
+                    step + 1,
+                    seconds_so_far(),
+                    cpu_simd,
+                    &model,
+                    &optimizer,
+                )?;
             }
             records.metric(&json!({"interrupted_at": step + 1}))?;
             summary.status = Status::Interrupted;
