@@ -208,7 +208,17 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
     workload.skip(start)?;
     // The run's wall seconds so far, over every process (where the resumed checkpoint knew them).
     let seconds_so_far = move || seconds_before.map(|s| s + started.elapsed().as_secs_f64());
-    let cpu_simd = run.cpu_simd.as_deref();
+    // A checkpoint after `step` updates, with the run's seconds so far and the CPU's vector set.
+    let checkpoint = |step, model: &_, optimizer: &_| {
+        save_checkpoint(
+            out,
+            step,
+            seconds_so_far(),
+            run.cpu_simd.as_deref(),
+            model,
+            optimizer,
+        )
+    };
     let bar = progress_bar(t.steps, options.progress);
     bar.set_position(start);
     let mut summary = RunSummary {
@@ -302,27 +312,13 @@ pub fn train_loop<W: Workload>(mut workload: W, run: &Run) -> Result<RunSummary>
             }
             summary.final_val_accuracy = Some(e.val_accuracy);
             summary.final_train_accuracy = Some(e.train_accuracy);
-            save_checkpoint(
-                out,
-                step + 1,
-                seconds_so_far(),
-                cpu_simd,
-                &model,
-                &optimizer,
-            )?;
+            checkpoint(step + 1, &model, &optimizer)?;
             checkpointed = true;
         }
         if crate::interrupt::requested() && step + 1 < t.steps {
             // SIGTERM/SIGINT: keep everything up to this step and stop; `--resume` continues.
             if !checkpointed {
-                save_checkpoint(
-                    out,
-                    step + 1,
-                    seconds_so_far(),
-                    cpu_simd,
-                    &model,
-                    &optimizer,
-                )?;
+                checkpoint(step + 1, &model, &optimizer)?;
             }
             records.metric(&json!({"interrupted_at": step + 1}))?;
             summary.status = Status::Interrupted;
