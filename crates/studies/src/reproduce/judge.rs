@@ -8,7 +8,9 @@ use crate::report::{
     spread_cell,
 };
 use crate::rules;
-use crate::stats::{Bootstrap, Group, Statistic, difference, mean, seeds_needed, std_dev};
+use crate::stats::{
+    Bootstrap, Group, Interval, Statistic, difference, mean, seeds_needed, std_dev,
+};
 use crate::study::{Metric, RerunStats, Study, TrialResult};
 
 use anyhow::{Result, bail};
@@ -135,11 +137,27 @@ impl Sample {
     }
 }
 
-/// "About N fresh seeds per study would decide it": the seeds at which the observed difference,
-/// `distance` from the rule's boundary, would be found with 80% power given the observed spread.
-fn seeds_to_decide(a: &[f64], b: &[f64], distance: f64) -> String {
+/// What would decide an inconclusive pair verdict whose interval with tuning noise has
+/// estimate `estimate` and straddles `boundary`. Where the seed-noise interval `seed_only` is
+/// already clear of the boundary, more seeds cannot decide it (the tuning noise keeps it open);
+/// otherwise "about N fresh seeds per study": the seeds at which the observed difference would be
+/// found with 80% power given the observed spread.
+fn seeds_to_decide(
+    a: &[f64],
+    b: &[f64],
+    estimate: f64,
+    seed_only: &Interval,
+    boundary: f64,
+) -> String {
+    if seed_only.low > boundary || seed_only.high < boundary {
+        return format!(
+            "on seed noise alone the interval ({}) is already clear of the boundary, so more \
+             fresh seeds would not decide it",
+            interval_points(seed_only)
+        );
+    }
     let sd = ((std_dev(a).powi(2) + std_dev(b).powi(2)) / 2.0).sqrt();
-    match seeds_needed(sd, distance) {
+    match seeds_needed(sd, estimate - boundary) {
         Some(n) if n <= 10_000 => format!(
             "if the observed difference and spread hold, about {n} fresh seeds per study would \
              decide it on seed noise (80% power)"
@@ -230,7 +248,9 @@ fn judge_pair(
                     seeds_to_decide(
                         &a.values.metric,
                         &b.values.metric,
-                        decisive.estimate - boundary
+                        decisive.estimate,
+                        &c.mean,
+                        boundary
                     )
                 )?;
                 let width = |i: &crate::stats::Interval| i.high - i.low;
@@ -332,7 +352,7 @@ fn judge_pair(
                     " The {what} leans {} {}; {}.",
                     rules::lean(i, boundary),
                     points(boundary),
-                    seeds_to_decide(x, y, i.estimate - boundary)
+                    seeds_to_decide(x, y, i.estimate, i, boundary)
                 )?;
             }
             let gap_verdict = |x: &StudyValues, y: &StudyValues| -> Result<Verdict> {
@@ -635,6 +655,32 @@ fn optimizers(study: &Study) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Seed noise alone clear of the boundary: seeds cannot decide it. Straddling: seeds at 80%
+    /// power for {0.80, 0.82} against {0.79, 0.81} (standard deviations 0.01414 each), 0.01 from
+    /// the boundary: 2 (1.95996 + 0.84162)^2 (0.01414 / 0.01)^2 = 31.4, so 32.
+    #[test]
+    fn what_would_decide_an_inconclusive_pair() {
+        let i = |low, high| Interval {
+            estimate: (low + high) / 2.0,
+            low,
+            high,
+        };
+        let (a, b) = ([0.80, 0.82], [0.79, 0.81]);
+        let clear = seeds_to_decide(&a, &b, 0.01, &i(0.001, 0.019), 0.0);
+        assert!(
+            clear.contains("[+0.10, +1.90]) is already clear of the boundary")
+                && clear.contains("would not decide it"),
+            "{clear}"
+        );
+        let below = seeds_to_decide(&a, &b, -0.02, &i(-0.019, -0.011), -0.01);
+        assert!(below.contains("already clear"), "{below}");
+        let open = seeds_to_decide(&a, &b, 0.01, &i(-0.01, 0.03), 0.0);
+        assert!(
+            open.contains("about 32 fresh seeds per study would decide it"),
+            "{open}"
+        );
+    }
 
     #[test]
     fn best_value_rule() {

@@ -242,7 +242,8 @@ impl Reproduction {
              *best value*: a study clearly prefers a value when every interval of (best - \
              other) lies above 0 at the Bonferroni level; reproduced when every study clearly \
              prefers the paper's value and the preferences differ. Anything between is \
-             inconclusive, with the side the data lean to and the seeds that would decide it. \
+             inconclusive, with the side the data lean to and the seeds that would decide it \
+             (or, where seed noise alone is clear of the boundary, that seeds would not). \
              Simulated on identical groups of 5, 10 and 20 seeds (normal and skewed), no rule \
              declares a difference more than 5% of the time (`rules::tests::calibration_*`). The \
              margin delta of each finding is given with it.\n",
