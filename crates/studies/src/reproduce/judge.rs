@@ -137,19 +137,18 @@ impl Sample {
     }
 }
 
-/// What would decide an inconclusive pair verdict whose interval with tuning noise has
-/// estimate `estimate` and straddles `boundary`. Where the seed-noise interval `seed_only` is
-/// already clear of the boundary, more seeds cannot decide it (the tuning noise keeps it open);
+/// What would decide an inconclusive pair verdict whose interval with tuning noise lies
+/// `distance` from the rule's boundary. `decided_on_seeds`: the seed-noise interval, where the
+/// rule already decides on it, so more seeds cannot (the tuning noise keeps the verdict open);
 /// otherwise "about N fresh seeds per study": the seeds at which the observed difference would be
 /// found with 80% power given the observed spread.
 fn seeds_to_decide(
     a: &[f64],
     b: &[f64],
-    estimate: f64,
-    seed_only: &Interval,
-    boundary: f64,
+    distance: f64,
+    decided_on_seeds: Option<&Interval>,
 ) -> String {
-    if seed_only.low > boundary || seed_only.high < boundary {
+    if let Some(seed_only) = decided_on_seeds {
         return format!(
             "on seed noise alone the interval ({}) is already clear of the boundary, so more \
              fresh seeds would not decide it",
@@ -157,7 +156,7 @@ fn seeds_to_decide(
         );
     }
     let sd = ((std_dev(a).powi(2) + std_dev(b).powi(2)) / 2.0).sqrt();
-    match seeds_needed(sd, estimate - boundary) {
+    match seeds_needed(sd, distance) {
         Some(n) if n <= 10_000 => format!(
             "if the observed difference and spread hold, about {n} fresh seeds per study would \
              decide it on seed noise (80% power)"
@@ -248,9 +247,8 @@ fn judge_pair(
                     seeds_to_decide(
                         &a.values.metric,
                         &b.values.metric,
-                        decisive.estimate,
-                        &c.mean,
-                        boundary
+                        decisive.estimate - boundary,
+                        (rule_of(&c.mean) != Verdict::Inconclusive).then_some(&c.mean)
                     )
                 )?;
                 let width = |i: &crate::stats::Interval| i.high - i.low;
@@ -352,7 +350,7 @@ fn judge_pair(
                     " The {what} leans {} {}; {}.",
                     rules::lean(i, boundary),
                     points(boundary),
-                    seeds_to_decide(x, y, i.estimate, i, boundary)
+                    seeds_to_decide(x, y, i.estimate - boundary, None)
                 )?;
             }
             let gap_verdict = |x: &StudyValues, y: &StudyValues| -> Result<Verdict> {
@@ -667,15 +665,32 @@ mod tests {
             high,
         };
         let (a, b) = ([0.80, 0.82], [0.79, 0.81]);
-        let clear = seeds_to_decide(&a, &b, 0.01, &i(0.001, 0.019), 0.0);
+        // As `judge_pair` passes it: the seed-noise interval where its rule decides on it.
+        let decided = |seed_only: &Interval, verdict: Verdict| {
+            (verdict != Verdict::Inconclusive).then_some(*seed_only)
+        };
+        let above = i(0.001, 0.019);
+        let clear = seeds_to_decide(&a, &b, 0.01, decided(&above, rules::beats(&above)).as_ref());
         assert!(
             clear.contains("[+0.10, +1.90]) is already clear of the boundary")
                 && clear.contains("would not decide it"),
             "{clear}"
         );
-        let below = seeds_to_decide(&a, &b, -0.02, &i(-0.019, -0.011), -0.01);
+        let under = i(-0.019, -0.011);
+        let below = seeds_to_decide(
+            &a,
+            &b,
+            -0.01,
+            decided(&under, rules::matches(&under, 0.01)).as_ref(),
+        );
         assert!(below.contains("already clear"), "{below}");
-        let open = seeds_to_decide(&a, &b, 0.01, &i(-0.01, 0.03), 0.0);
+        let straddling = i(-0.01, 0.03);
+        let open = seeds_to_decide(
+            &a,
+            &b,
+            0.01,
+            decided(&straddling, rules::beats(&straddling)).as_ref(),
+        );
         assert!(
             open.contains("about 32 fresh seeds per study would decide it"),
             "{open}"
